@@ -16,13 +16,13 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
     import docker
-    from docker.errors import APIError, DockerException, ImageNotFound, NotFound, TLSParameterError
+    from docker.errors import APIError, DockerException, TLSParameterError
     from docker.tls import TLSConfig
 
     DOCKER_SDK_IMPORT_ERROR = None
 except ImportError:
     docker = None
-    APIError = DockerException = ImageNotFound = NotFound = TLSParameterError = Exception
+    APIError = DockerException = TLSParameterError = Exception
     TLSConfig = None
     DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
 
