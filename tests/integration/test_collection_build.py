@@ -28,7 +28,7 @@ def installed_collection(tmp_path_factory):
 
 
 def test_tarball_ships_the_collection_and_not_the_lab(installed_collection):
-    tarball, _ = installed_collection
+    tarball = installed_collection[0]
     with tarfile.open(tarball) as archive:
         names = set(archive.getnames())
     assert {"MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml", "plugins/module_utils/docker_client.py"} <= names
@@ -37,7 +37,7 @@ def test_tarball_ships_the_collection_and_not_the_lab(installed_collection):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_installed_module_is_documented(installed_collection, module):
-    _, install_root = installed_collection
+    install_root = installed_collection[1]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH="%s:%s" % (install_root, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")))
     proc = subprocess.run(["ansible-doc", "-t", "module", "--json", "fleet.images.%s" % module], capture_output=True, text=True, env=env, check=True)
     doc = json.loads(proc.stdout)["fleet.images.%s" % module]["doc"]
