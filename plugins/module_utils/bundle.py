@@ -1,0 +1,441 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The bundle: a directory of image tarballs described by bundle.json and SHA256SUMS.
+
+This is the one piece of code that reads and writes bundles; image_save, image_load, bundle_info
+and the roles all go through it. The format is described in docs/bundle-format.md.
+
+A manifest is handled as a plain dict (it goes straight into module results):
+``{"format": "fleet.images/bundle", "version": 1, "images": [entry, ...]}``; fields this version
+does not know are kept as they are, so an older writer does not drop a newer writer's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+
+from ansible_collections.fleet.images.plugins.module_utils.compression import COMPRESSIONS, SUFFIXES
+from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, normalize_sha256
+
+FORMAT = "fleet.images/bundle"
+VERSION = 1
+MANIFEST_NAME = "bundle.json"
+SUMS_NAME = "SHA256SUMS"
+IMAGES_DIR = "images"
+
+# Names longer than this are cut (the reference hash keeps them unique); filesystems allow 255 bytes.
+MAX_READABLE_NAME = 100
+SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+MANIFEST_KEY_ORDER = ("format", "version", "images")
+ENTRY_KEY_ORDER = (
+    "references", "tags", "image_id", "config_digest", "manifest_digest", "config_fingerprint", "repo_digests", "os", "architecture", "variant",
+    "created", "file", "size", "sha256", "compression", "uncompressed_size", "archive_format", "saved_at",
+)
+
+
+class BundleError(Exception):
+    """A bundle problem worded for the operator: it names the file and what was expected."""
+
+
+# ---------------------------------------------------------------------------------------------
+# References and file names
+
+
+def split_reference(reference):
+    """Split an image reference into (repository, tag or None, digest or None).
+
+    The registry part may carry a port (``host:5000/app:1``): only a ``:`` after the last ``/``
+    starts a tag.
+    """
+    name, _separator, digest = reference.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:], digest or None
+    return name, None, digest or None
+
+
+def normalize_reference(reference):
+    """The form the engine lists in RepoTags: ``nginx`` → ``nginx:latest``, ``docker.io/library/x:1`` → ``x:1``."""
+    reference = reference.strip()
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if reference.startswith(prefix):
+            reference = reference[len(prefix):]
+            break
+    repository, tag, digest = split_reference(reference)
+    if digest:
+        return "%s@%s" % (repository if tag is None else "%s:%s" % (repository, tag), digest)
+    return "%s:%s" % (repository, tag or "latest")
+
+
+def is_tag_reference(reference):
+    """True for ``name[:tag]`` references, which a load can restore; a digest cannot be re-created locally."""
+    return "@" not in reference
+
+
+def check_reference(reference):
+    """Raise BundleError unless `reference` looks like an image reference (the engine judges the rest)."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise BundleError("an image reference must be a non-empty string, got %r" % (reference,))
+    if re.search(r"\s", reference.strip()):
+        raise BundleError("image reference %r contains whitespace" % reference)
+    repository, tag, digest = split_reference(reference.strip())
+    if not repository or tag == "" or digest == "":
+        raise BundleError("image reference %r is incomplete: expected name[:tag] or name@sha256:digest" % reference)
+    if digest is not None and normalize_sha256(digest) is None:
+        raise BundleError("image reference %r has digest %r; expected sha256: followed by 64 hex digits" % (reference, digest))
+
+
+def tarball_name(reference, compression, variant=None):
+    """The bundle-relative file name of the tarball for `reference`: ``images/<readable>-<hash><suffix>``.
+
+    The readable part keeps only letters, digits, ``.``, ``_`` and ``-`` (so no ``/``, ``:``,
+    ``@`` or ``..`` can reach the file system); the 12-hex hash of the normalized reference keeps
+    names unique when two references read alike (``a/b:c`` and ``a_b:c``) and equal for ``nginx``
+    and ``nginx:latest``. `variant` (an image ID, say) gives another name for the same reference.
+    """
+    normalized = normalize_reference(reference)
+    repository, tag, digest = split_reference(normalized)
+    readable = repository + ("_" + tag if tag else "") + ("_" + digest.replace("sha256:", "sha256-")[:19] if digest else "")
+    readable = SAFE_NAME_CHARS.sub("_", readable).strip("._-")[:MAX_READABLE_NAME].rstrip("._-") or "image"
+    suffix = hashlib.sha256((normalized if variant is None else "%s\n%s" % (normalized, variant)).encode("utf-8")).hexdigest()[:12]
+    return "%s/%s-%s%s" % (IMAGES_DIR, readable, suffix, SUFFIXES[compression])
+
+
+def resolve_file(bundle_dir, name, owner=None):
+    """Return the absolute path of the bundle-relative file `name`, refusing any that leaves the bundle.
+
+    Refused: absolute paths, ``..``, empty or ``.`` components, backslashes, NUL, and symbolic
+    links that lead outside the bundle directory.
+    """
+    where = " (bundle.json entry for %s)" % owner if owner else ""
+    if not isinstance(name, str) or not name:
+        raise BundleError("bundle %s: a file name must be a non-empty string, got %r%s" % (bundle_dir, name, where))
+    parts = name.split("/")
+    if (
+        "\x00" in name or "\\" in name or name.startswith("/") or os.path.isabs(name)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise BundleError(
+            "bundle %s: file %r is outside the bundle or not a plain relative path%s; refusing it "
+            "(file names must stay inside the bundle directory: no absolute path, no '..')" % (bundle_dir, name, where)
+        )
+    root = os.path.realpath(bundle_dir)
+    path = os.path.join(root, *parts)
+    real = os.path.realpath(path)
+    if not real.startswith(root + os.sep):
+        raise BundleError(
+            "bundle %s: file %r leads outside the bundle (to %s through a symbolic link)%s; refusing it" % (bundle_dir, name, real, where)
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+def manifest_path(bundle_dir):
+    return os.path.join(bundle_dir, MANIFEST_NAME)
+
+
+def new_manifest():
+    return {"format": FORMAT, "version": VERSION, "images": []}
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_string_list(entry, key, where, required=False):
+    value = entry.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value) or (required and not value):
+        raise BundleError("%s: %s must be a %slist of strings, got %r" % (where, key, "non-empty " if required else "", value))
+
+
+def validate_entry(entry, where):
+    """Raise BundleError naming `where` (manifest path and entry) unless `entry` is usable."""
+    if not isinstance(entry, dict):
+        raise BundleError("%s: expected an object, got %r" % (where, entry))
+    _check_string_list(entry, "references", where, required=True)
+    _check_string_list(entry, "tags", where)
+    _check_string_list(entry, "repo_digests", where)
+    for key in ("file", "compression"):
+        if not isinstance(entry.get(key), str) or not entry.get(key):
+            raise BundleError("%s: %s must be a non-empty string, got %r" % (where, key, entry.get(key)))
+    if entry["compression"] not in COMPRESSIONS:
+        raise BundleError("%s: compression %r is not one of %s" % (where, entry["compression"], ", ".join(COMPRESSIONS)))
+    for key, required in (("size", True), ("uncompressed_size", False)):
+        value = entry.get(key)
+        if (value is not None or required) and not (_is_int(value) and value >= 0):
+            raise BundleError("%s: %s must be a whole number of bytes, got %r" % (where, key, value))
+    if normalize_sha256(entry.get("sha256")) != entry.get("sha256"):
+        raise BundleError("%s: sha256 must be 64 lowercase hex digits, got %r" % (where, entry.get("sha256")))
+    for key in ("image_id", "config_digest", "manifest_digest", "config_fingerprint"):
+        value = entry.get(key)
+        if value is not None and not (isinstance(value, str) and IMAGE_DIGEST.match(value)):
+            raise BundleError("%s: %s must look like sha256:<64 hex digits>, got %r" % (where, key, value))
+
+
+def validate_manifest(manifest, source, bundle_dir=None):
+    """Check a parsed manifest; with `bundle_dir`, also that every file stays inside the bundle."""
+    if not isinstance(manifest, dict):
+        raise BundleError("%s is not a fleet.images bundle manifest: expected a JSON object, got %s" % (source, type(manifest).__name__))
+    if manifest.get("format") != FORMAT:
+        raise BundleError("%s is not a fleet.images bundle manifest: format is %r, expected %r" % (source, manifest.get("format"), FORMAT))
+    version = manifest.get("version")
+    if not _is_int(version) or version < 1:
+        raise BundleError("%s: version must be a whole number from 1, got %r" % (source, version))
+    if version > VERSION:
+        raise BundleError(
+            "%s is bundle format version %d, but this fleet.images reads version %d and older: it was written by a newer "
+            "fleet.images. Upgrade the fleet.images collection where this task runs." % (source, version, VERSION)
+        )
+    images = manifest.get("images")
+    if not isinstance(images, list):
+        raise BundleError("%s: images must be a list, got %r" % (source, images))
+    files = {}
+    for index, entry in enumerate(images):
+        label = ", ".join(entry.get("references") or []) if isinstance(entry, dict) and isinstance(entry.get("references"), list) else ""
+        where = "%s, images[%d]%s" % (source, index, " (%s)" % label if label else "")
+        validate_entry(entry, where)
+        if entry["file"] in files:
+            raise BundleError("%s: file %s is listed twice (also at images[%d])" % (where, entry["file"], files[entry["file"]]))
+        files[entry["file"]] = index
+        if bundle_dir is not None:
+            resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
+    return manifest
+
+
+def parse_manifest(text, source, bundle_dir=None):
+    """Parse and validate manifest text; `source` names it in messages."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise BundleError(
+            "%s is not valid JSON (%s): the manifest is damaged; copy bundle.json again from the original bundle" % (source, exc)
+        ) from exc
+    return validate_manifest(manifest, source, bundle_dir)
+
+
+def load_manifest(bundle_dir, missing_ok=False):
+    """Read and validate ``<bundle_dir>/bundle.json``; with `missing_ok`, a missing one is an empty manifest."""
+    path = manifest_path(bundle_dir)
+    if not os.path.isdir(bundle_dir):
+        if missing_ok and not os.path.exists(bundle_dir):
+            return new_manifest()
+        raise BundleError("bundle directory %s does not exist or is not a directory" % bundle_dir)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return new_manifest()
+        raise BundleError("%s does not exist: %s is not a bundle written by fleet.images.image_save" % (path, bundle_dir)) from None
+    except OSError as exc:
+        raise BundleError("cannot read %s: %s" % (path, exc)) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError("%s is not valid JSON (it is not UTF-8 text: %s): copy bundle.json again from the original bundle" % (path, exc)) from exc
+    return parse_manifest(text, path, bundle_dir)
+
+
+def entry_names(entry):
+    """Every name an entry answers to: its references and tags, as recorded and normalized."""
+    names = []
+    for reference in list(entry.get("references") or []) + list(entry.get("tags") or []):
+        for name in (reference, normalize_reference(reference)):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def find_entry(manifest, reference):
+    """The entry answering to `reference` (as recorded or normalized), or None."""
+    wanted = normalize_reference(reference)
+    for entry in manifest["images"]:
+        if reference in entry_names(entry) or wanted in entry_names(entry):
+            return entry
+    return None
+
+
+def select_entries(manifest, references, source):
+    """The entries for `references` in the manifest's order (all when empty); unknown ones are an error."""
+    if not references:
+        return list(manifest["images"])
+    chosen = []
+    unknown = []
+    for reference in references:
+        entry = find_entry(manifest, reference)
+        if entry is None:
+            unknown.append(reference)
+        elif not any(entry is other for other in chosen):
+            chosen.append(entry)
+    if unknown:
+        held = [reference for entry in manifest["images"] for reference in entry["references"]]
+        raise BundleError("bundle %s has no image %s; it holds: %s" % (source, ", ".join(unknown), ", ".join(held) or "no image at all"))
+    return [entry for entry in manifest["images"] if any(entry is other for other in chosen)]
+
+
+def _ordered(mapping, first):
+    ordered = {key: mapping[key] for key in first if key in mapping}
+    ordered.update((key, mapping[key]) for key in sorted(mapping) if key not in ordered)
+    return ordered
+
+
+def render_manifest(manifest):
+    """Deterministic JSON text for a manifest: the same content always gives the same bytes."""
+    document = _ordered(manifest, MANIFEST_KEY_ORDER)
+    document["images"] = [_ordered(entry, ENTRY_KEY_ORDER) for entry in manifest["images"]]
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# SHA256SUMS
+
+
+def parse_sums(text):
+    """{file: sha256} from ``sha256sum`` output (text or ``*`` binary mode lines); other lines are ignored."""
+    sums = {}
+    for line in text.splitlines():
+        match = re.match(r"^([0-9a-fA-F]{64}) [ *](.+)$", line)
+        if match:
+            sums[match.group(2)] = match.group(1).lower()
+    return sums
+
+
+def sums_text(manifest, kept_lines=()):
+    """SHA256SUMS content: `kept_lines` (other files' lines, kept as they are) then one line per image."""
+    lines = list(kept_lines)
+    lines += ["%s  %s" % (entry["sha256"], entry["file"]) for entry in sorted(manifest["images"], key=lambda entry: entry["file"])]
+    return "".join(line + "\n" for line in lines)
+
+
+def foreign_sums_lines(bundle_dir):
+    """Lines of the current SHA256SUMS for files outside images/ (wheels, say): they are kept on rewrite."""
+    try:
+        with open(os.path.join(bundle_dir, SUMS_NAME), "r", encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return []
+    kept = []
+    for line in text.splitlines():
+        match = re.match(r"^[0-9a-fA-F]{64} [ *](.+)$", line)
+        if match and not match.group(1).startswith(IMAGES_DIR + "/"):
+            kept.append(line)
+    return kept
+
+
+def check_sums_agree(bundle_dir, entry):
+    """Raise BundleError when SHA256SUMS lists the entry's file with another checksum than bundle.json."""
+    try:
+        with open(os.path.join(bundle_dir, SUMS_NAME), "r", encoding="utf-8", errors="replace") as handle:
+            listed = parse_sums(handle.read()).get(entry["file"])
+    except FileNotFoundError:
+        return
+    if listed is not None and listed != entry["sha256"]:
+        raise BundleError(
+            "bundle %s disagrees with itself about %s: bundle.json records sha256 %s, SHA256SUMS lists %s. "
+            "One of them was edited or damaged; copy the bundle again" % (bundle_dir, entry["file"], entry["sha256"], listed)
+        )
+
+
+def sha256_file(path):
+    """The sha256 hex digest of the file at `path`, read once."""
+    return hash_file(path)[0]
+
+
+def verify_file(bundle_dir, entry, verify=True):
+    """Check an entry's tarball before anything uses it; return its absolute path.
+
+    The file must exist and have the recorded size; with `verify`, its sha256 is computed (one
+    read) and compared with the manifest. Each failure raises BundleError naming the file, the
+    expected and the actual checksum.
+    """
+    path = resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
+    if not os.path.isfile(path):
+        raise BundleError(
+            "%s is missing: bundle.json expects it (%d bytes, sha256 %s) for %s; actual: no file"
+            % (path, entry["size"], entry["sha256"], ", ".join(entry["references"]))
+        )
+    size = os.path.getsize(path)
+    if size != entry["size"]:
+        actual = sha256_file(path) if verify else "not computed (verify is off)"
+        raise BundleError(
+            "%s is %s: it has %d bytes, bundle.json records %d; expected sha256 %s, actual %s"
+            % (path, "truncated" if size < entry["size"] else "longer than recorded", size, entry["size"], entry["sha256"], actual)
+        )
+    if verify:
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise BundleError("%s failed its checksum: expected sha256 %s, actual %s" % (path, entry["sha256"], actual))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data, mode=0o644):
+    """Write bytes to `path` through a temp file in the same directory, fsync, then rename over it.
+
+    Returns False, writing nothing, when the file already holds exactly `data`.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if handle.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_path, mode)
+        os.replace(temp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_path)
+        raise
+    fsync_directory(directory)
+    return True
+
+
+def write_manifest(bundle_dir, manifest):
+    """Validate, then write bundle.json and SHA256SUMS atomically (each only if it changes). Returns changed."""
+    validate_manifest(manifest, manifest_path(bundle_dir), bundle_dir)
+    changed = atomic_write(manifest_path(bundle_dir), render_manifest(manifest).encode("utf-8"))
+    sums = sums_text(manifest, foreign_sums_lines(bundle_dir)).encode("utf-8")
+    return atomic_write(os.path.join(bundle_dir, SUMS_NAME), sums) or changed
+
+
+@contextlib.contextmanager
+def bundle_lock(bundle_dir):
+    """Hold an exclusive lock on the bundle directory itself, so two writers never interleave."""
+    fd = os.open(bundle_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,334 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_load
+short_description: Load Docker images from a bundle after checking their sha256, skipping those already present
+version_added: 0.1.0
+description:
+  - Loads images into a Docker Engine from a bundle directory written by M(fleet.images.image_save), or from a single
+    image tarball.
+  - An image already in the engine with its recorded tags is skipped without reading its tarball. An image present
+    under its identity but missing some recorded tags only gets those tags, again without reading the tarball.
+  - Otherwise the tarball is checked before anything reaches the engine, first its size against C(bundle.json),
+    then its sha256 in one read. On a missing file, a truncated file or a checksum mismatch, the image fails with a
+    message naming the file, the expected and the actual checksum, and no image of that file is loaded. The other
+    images are still handled, and the task fails at the end listing every bad file.
+  - A checked tarball is decompressed by its content (gzip, zstd or none, recognised by magic bytes, not by file
+    name) and streamed into the engine's load API, so a zstd bundle loads on engines that cannot read zstd
+    themselves (Docker 20.10). Both the classic docker-archive layout and the OCI layout Docker 25+ writes are read.
+  - The recorded tags are restored after loading (C(docker load) keeps only the names inside the archive, and an
+    image saved by digest has none).
+  - B(Identity), what "already present" compares. An image is present when every tag recorded in C(bundle.json)
+    resolves on the engine to the same image, meaning an image whose ID is one of the entry's C(config_digest)
+    (the image ID in the classic image store, the sha256 of the image config), C(manifest_digest) (the image ID in
+    the containerd image store for an image loaded from an OCI layout) or C(image_id) (the ID on the saving
+    engine), or whose config fingerprint equals the entry's C(config_fingerprint) (creation time, platform, layer
+    diff IDs, user, environment, command, entrypoint, working directory, labels, ports, volumes and stop signal of
+    the image config, as the engine's inspect shows them). The fingerprint keeps images found when the containerd
+    image store gives an image loaded from a docker-archive a new ID.
+  - An image present under other names only is found by its recorded IDs, or among the engine's images created in
+    the same second. Layer (distribution) digests and sizes are not compared, since they differ between storage
+    backends. C(docs/bundle-format.md) in the collection gives the exact fingerprint.
+  - Before loading, checks that the engine's data root (C(DockerRootDir)) has about twice the image's uncompressed
+    size free (the classic store unpacks the whole archive before importing it), plus O(keep_free), and refuses
+    with a message giving the needed and the free bytes otherwise.
+extends_documentation_fragment:
+  - fleet.images.docker
+  - fleet.images.docker.actiongroup_docker
+  - fleet.images.docker.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports which images would be loaded, tagged or skipped. Tarballs that would be loaded are still checked
+        (size, free space and, with O(verify=true), sha256), so check mode also predicts their failures.
+  diff_mode:
+    support: full
+    details:
+      - Shows, for each selected image, the image ID each recorded tag points to before and after.
+  idempotent:
+    support: full
+    details:
+      - A second run finds every image present and reads no tarball.
+options:
+  bundle:
+    description:
+      - The bundle directory (with C(bundle.json), C(SHA256SUMS) and C(images/)).
+      - Exactly one of O(bundle) and O(path) is required.
+    type: path
+  path:
+    description:
+      - A single image tarball (uncompressed, gzip or zstd), instead of a bundle.
+      - Without a manifest, the file is read once to learn which images it holds (and to check its sha256) before
+        deciding whether to load it; with a bundle, no read is needed to skip an image.
+    type: path
+  sha256:
+    description:
+      - The expected sha256 of O(path), as 64 hex digits, optionally prefixed with V(sha256:).
+      - When not given and O(verify=true), the checksum is taken from a C(SHA256SUMS) next to the file (or one
+        directory up) that lists it; without one the task fails and asks for O(sha256) or O(verify=false).
+    type: str
+  images:
+    description:
+      - Load only these images of the bundle, by any reference or tag recorded for them (V(nginx) matches
+        V(nginx:latest)). All images when empty.
+      - A reference the bundle does not hold is an error that lists what it holds.
+    type: list
+    elements: str
+    default: []
+  verify:
+    description:
+      - Check each tarball's sha256 before loading it. Size and presence are always checked.
+    type: bool
+    default: true
+  force:
+    description:
+      - Load every selected image even when the engine already has it.
+    type: bool
+    default: false
+  keep_free:
+    description:
+      - Space that must remain free on the engine's data root after loading, in bytes or with a unit
+        (V(512M), V(10G)).
+    type: str
+    default: "0"
+notes:
+  - Free space can only be measured when the engine runs on the host the module runs on (a unix socket whose
+    engine process is visible from here, which includes an engine in a container reached through a mounted
+    socket). For a remote engine (V(tcp://), V(ssh://)) the check is skipped with a warning.
+  - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool
+    on the host the module runs on; without either the task fails before loading and says so.
+seealso:
+  - module: fleet.images.image_save
+  - module: community.docker.docker_image_load
+    description: Loads a tar file as it is, without checksum, manifest or skipping of present images.
+author:
+  - fleet.images contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Load every image of the bundle, skipping those the host has
+  fleet.images.image_load:
+    bundle: /srv/bundle
+
+- name: Load two images, leaving at least 10 GiB free on the engine's disk
+  fleet.images.image_load:
+    bundle: /srv/bundle
+    images: [nginx:1.25, registry:2]
+    keep_free: 10G
+
+- name: Load one tarball copied on its own
+  fleet.images.image_load:
+    path: /tmp/app.tar.zst
+    sha256: 8e1f7a5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f
+"""
+
+RETURN = r"""
+loaded:
+  description: Images loaded (or, in check mode, that would be loaded).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    references:
+      description: The references recorded for the image.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    tags:
+      description: The tags the image has on the engine afterwards.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    id:
+      description: The image ID on this engine (in check mode, the recorded config digest).
+      type: str
+      sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+    file:
+      description: The tarball, relative to the bundle (or the O(path) given).
+      type: str
+      sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
+  sample:
+    - references: [nginx:1.25]
+      tags: [nginx:1.25]
+      id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+      file: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
+present:
+  description:
+    - Images already present with their recorded tags (skipped); their tarballs were not read.
+    - Named C(present) rather than C(skipped), which Ansible reserves for a skipped task.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - references: [registry:2]
+      tags: [registry:2]
+      id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
+      file: images/registry_2-8112a294af79.tar.zst
+tagged:
+  description: Images that were present but lacked recorded tags, which were set without loading.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+images:
+  description: Every selected image with what was done to it.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: V(loaded), V(tagged), V(skipped) or V(failed).
+      type: str
+      sample: loaded
+    id:
+      description: The image ID on this engine, or null when it failed.
+      type: str
+      sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+    references:
+      description: The references recorded for the image.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    tags:
+      description: The tags recorded for the image.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    tags_set:
+      description: The tags this run set (or moved) on the engine.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    config_digest:
+      description: The sha256 of the image config.
+      type: str
+      sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+    file:
+      description: The tarball.
+      type: str
+      sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
+    verified:
+      description: Whether the tarball's sha256 was checked by this run.
+      type: bool
+      sample: true
+    error:
+      description: Why this image failed; only for V(failed).
+      type: str
+      sample: "/srv/bundle/images/nginx_1.25-5b0c8a1d2e3f.tar.zst failed its checksum: expected sha256 8e1f..., actual 0c2b...."
+msg:
+  description: A one-line summary, or on failure every failed file with the reason.
+  returned: always
+  type: str
+  sample: loaded 1, tagged 0, skipped 2 image(s)
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.formatters import human_to_bytes
+
+from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
+from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
+    DockerException,
+    RequestException,
+    connect,
+    docker_connection_args,
+    docker_error_message,
+    docker_host_from,
+)
+from ansible_collections.fleet.images.plugins.module_utils.image_transfer import Loader, TransferError
+
+
+def summary_of(result):
+    return {key: result[key] for key in ("references", "tags", "id", "file")}
+
+
+def tag_map(loader, after):
+    """{tag (or reference): image ID, or None when absent} for the diff, before or after this run."""
+    state = {}
+    for result in loader.results:
+        for name in result["tags"] or result["references"]:
+            before = loader.seen.get(name)
+            state[name] = result["id"] if after and result["action"] != "failed" else before
+    return state
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=docker_connection_args(
+            bundle=dict(type="path"),
+            path=dict(type="path"),
+            sha256=dict(type="str"),
+            images=dict(type="list", elements="str", default=[]),
+            verify=dict(type="bool", default=True),
+            force=dict(type="bool", default=False),
+            keep_free=dict(type="str", default="0"),
+        ),
+        mutually_exclusive=[("bundle", "path"), ("bundle", "sha256"), ("path", "images")],
+        required_one_of=[("bundle", "path")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        keep_free = human_to_bytes(params["keep_free"])
+    except ValueError as exc:
+        module.fail_json(msg="keep_free %r is not a size: give bytes or a number with a unit such as 512M or 10G (%s)" % (params["keep_free"], exc))
+
+    entries = None
+    bundle_dir = os.path.abspath(params["bundle"]) if params["bundle"] else None
+    if bundle_dir:
+        try:
+            manifest = bundle.load_manifest(bundle_dir)
+            entries = bundle.select_entries(manifest, params["images"], bundle_dir)
+        except BundleError as exc:
+            module.fail_json(msg=str(exc), bundle=bundle_dir)
+
+    client = connect(module)
+    loader = Loader(client, docker_host_from(params), verify=params["verify"], force=params["force"], keep_free=keep_free,
+                    check_mode=module.check_mode)
+    target = bundle_dir or params["path"]
+    try:
+        if entries is not None:
+            for entry in entries:
+                loader.load_entry(bundle_dir, entry)
+        else:
+            loader.load_tarball(os.path.abspath(params["path"]), params["sha256"])
+    except (TransferError, BundleError, CompressionError) as exc:
+        loader.failures.append(str(exc))
+    except (DockerException, RequestException) as exc:
+        module.fail_json(msg=docker_error_message(exc, "loading images from %s" % target), images=loader.results,
+                         exception=traceback.format_exc())
+
+    for warning in loader.warnings:
+        module.warn(warning)
+    by_action = {action: [summary_of(result) for result in loader.results if result["action"] == action]
+                 for action in ("loaded", "tagged", "skipped")}
+    changed = bool(by_action["loaded"] or by_action["tagged"])
+    result = dict(
+        changed=changed,
+        loaded=by_action["loaded"],
+        tagged=by_action["tagged"],
+        present=by_action["skipped"],
+        images=loader.results,
+        msg=("would load %d, tag %d, skip %d image(s)" if module.check_mode else "loaded %d, tagged %d, skipped %d image(s)") % (
+            len(by_action["loaded"]), len(by_action["tagged"]), len(by_action["skipped"])),
+    )
+    if module._diff:
+        result["diff"] = {"before": tag_map(loader, after=False), "after": tag_map(loader, after=True)}
+    if loader.failures:
+        result["msg"] = "; ".join(loader.failures)
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_save
+short_description: Save Docker images into a checksummed, compressed bundle directory
+version_added: 0.1.0
+description:
+  - Writes images from a Docker Engine into a bundle directory that can be carried into a site with no network,
+    and loaded there with M(fleet.images.image_load).
+  - One tarball per image under C(images/), uncompressed, gzip or zstd; C(bundle.json) records for each image its
+    references, tags, image ID, config digest, repo digests, os/architecture, file, size, sha256, compression and
+    when it was saved; C(SHA256SUMS) lists the same checksums in the format C(sha256sum -c) reads.
+    The format is described in C(docs/bundle-format.md) of the collection.
+  - The engine's archive is streamed to disk through sha256 and the compressor, never held in memory, into a
+    temporary file that is renamed only when complete; C(bundle.json) and C(SHA256SUMS) are replaced atomically
+    after each image, so an interrupted run keeps every image finished before it.
+  - An image whose ID matches its entry, with the same compression, whose file is present with the recorded size, is
+    not saved again; its file is not read either.
+  - References that name the same image share one tarball and one entry.
+  - Two runs writing into the same bundle at once wait for each other (a lock on the bundle directory).
+extends_documentation_fragment:
+  - fleet.images.docker
+  - fleet.images.docker.actiongroup_docker
+  - fleet.images.docker.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports which images would be written and why, without pulling or writing anything.
+      - An image that would have to be pulled first is reported as written, since its ID is not known yet.
+  diff_mode:
+    support: full
+    details:
+      - Shows C(bundle.json) before and after. In check mode, checksums and sizes not yet known are shown as placeholders.
+  idempotent:
+    support: full
+    details:
+      - A second run with the same images changes nothing, unless an image changed on the engine (for example after
+        O(pull=always) brought a newer one), a tarball went missing or changed size, or O(force=true).
+options:
+  images:
+    description:
+      - References of the images to save, such as V(nginx:1.25), V(registry.example.com/team/app:2.1) or
+        V(registry.example.com/team/app@sha256:...).
+      - Tags are restored by M(fleet.images.image_load); an image saved only by digest is loaded without a tag.
+    type: list
+    elements: str
+    required: true
+    aliases: [names]
+  dest:
+    description:
+      - The bundle directory. It is created (with C(images/)) when it does not exist.
+    type: path
+    required: true
+  compression:
+    description:
+      - How tarballs are compressed.
+      - V(zstd) is several times faster than V(gzip) at a similar size; the hosts that load the bundle then need the
+        Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool. Docker itself does not need to
+        read zstd, since M(fleet.images.image_load) decompresses.
+      - Changing it rewrites the tarballs (the files get a new suffix); changing only O(compression_level) does not.
+      - zstd compresses in worker threads (one fewer than the CPUs, at most 4) while the engine's archive streams in.
+    type: str
+    choices: [none, gzip, zstd]
+    default: zstd
+  compression_level:
+    description:
+      - Compression level, V(1) to V(9) for gzip (default V(6)), V(1) to V(22) for zstd (default V(3)).
+    type: int
+    aliases: [level]
+  pull:
+    description:
+      - V(never) saves only images the engine already has and fails for any other.
+      - V(missing) pulls images the engine does not have (or has for another O(platform)).
+      - V(always) pulls every image first, so a moved tag is followed; the tarball is rewritten only if the ID changed.
+    type: str
+    choices: [never, missing, always]
+    default: missing
+  platform:
+    description:
+      - The platform to pull and save, such as V(linux/amd64) or V(linux/arm64/v8).
+      - An image already present for another platform counts as missing.
+    type: str
+  force:
+    description:
+      - Save every image again, even when the bundle already holds it.
+      - Also starts a new C(bundle.json) when the existing one cannot be read.
+    type: bool
+    default: false
+  prune:
+    description:
+      - Remove from the bundle the images not listed in O(images), with their tarballs.
+    type: bool
+    default: false
+requirements:
+  - zstandard (Python) or the zstd tool, for O(compression=zstd)
+notes:
+  - Runs where a Docker Engine can reach the images (the connected side); the bundle directory is on the host the
+    module runs on.
+seealso:
+  - module: fleet.images.image_load
+  - module: community.docker.docker_image_export
+    description: Exports images to a single tar file, without a manifest, checksums or compression.
+author:
+  - fleet.images contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Save the images a site needs into a bundle on a USB disk
+  fleet.images.image_save:
+    images:
+      - nginx:1.25
+      - registry:2
+      - registry.example.com/team/app:2.1
+    dest: /media/usb/bundle
+    compression: zstd
+
+- name: Follow moved tags, for arm64 hosts, and drop images no longer listed
+  fleet.images.image_save:
+    images: "{{ site_images }}"
+    dest: /srv/bundles/site-a
+    pull: always
+    platform: linux/arm64
+    prune: true
+
+- name: Uncompressed, from a remote engine over TLS
+  fleet.images.image_save:
+    images: [registry.example.com/team/app@sha256:4f5b0e2f0c5e2c1ab3d6d5e8b2c1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3]
+    dest: /srv/bundles/app
+    compression: none
+    docker_host: tcp://build01.example.com:2376
+    validate_certs: true
+    ca_path: /etc/pki/docker/ca.pem
+"""
+
+RETURN = r"""
+images:
+  description: One item per image (references naming the same image share one).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    reference:
+      description: The first reference given for the image.
+      type: str
+      sample: nginx:1.25
+    references:
+      description: Every reference given for the image.
+      type: list
+      elements: str
+      sample: [nginx:1.25, nginx:latest]
+    id:
+      description: The image ID on the engine; null in check mode when the image would be pulled first.
+      type: str
+      sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+    file:
+      description: The tarball, relative to O(dest).
+      type: str
+      sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
+    path:
+      description: The tarball's absolute path.
+      type: str
+      sample: /media/usb/bundle/images/nginx_1.25-5b0c8a1d2e3f.tar.zst
+    size:
+      description: The tarball's size in bytes; null in check mode for an image that would be written.
+      type: int
+      sample: 67012345
+    sha256:
+      description: The tarball's sha256, as in C(SHA256SUMS); null in check mode for an image that would be written.
+      type: str
+      sample: 8e1f7a5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f
+    compression:
+      description: V(none), V(gzip) or V(zstd).
+      type: str
+      sample: zstd
+    written:
+      description: Whether the tarball was (or in check mode would be) written by this run.
+      type: bool
+      sample: true
+    pulled:
+      description: V(pulled) when this run pulled the image, V(would be pulled) in check mode, else null.
+      type: str
+      sample: pulled
+    reason:
+      description: Why the tarball was written, or why it was not.
+      type: str
+      sample: not in the bundle yet
+removed:
+  description: Tarballs deleted because their image now has a new file (other compression) or was pruned.
+  returned: always
+  type: list
+  elements: str
+  sample: [images/nginx_1.25-5b0c8a1d2e3f.tar.gz]
+pruned:
+  description: Tarballs of images removed from the manifest by O(prune=true).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+bundle:
+  description: The bundle directory (O(dest)), absolute.
+  returned: always
+  type: str
+  sample: /media/usb/bundle
+manifest:
+  description: The path of C(bundle.json).
+  returned: always
+  type: str
+  sample: /media/usb/bundle/bundle.json
+msg:
+  description: A one-line summary.
+  returned: always
+  type: str
+  sample: wrote 1 of 3 image(s) into /media/usb/bundle
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
+from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
+    DockerException,
+    RequestException,
+    connect,
+    docker_connection_args,
+    docker_error_message,
+    docker_host_from,
+)
+from ansible_collections.fleet.images.plugins.module_utils.image_transfer import TransferError, save_images
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=docker_connection_args(
+            images=dict(type="list", elements="str", required=True, aliases=["names"]),
+            dest=dict(type="path", required=True),
+            compression=dict(type="str", choices=["none", "gzip", "zstd"], default="zstd"),
+            compression_level=dict(type="int", aliases=["level"]),
+            pull=dict(type="str", choices=["never", "missing", "always"], default="missing"),
+            platform=dict(type="str"),
+            force=dict(type="bool", default=False),
+            prune=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["images"]:
+        module.fail_json(msg="images is empty: give at least one image reference to save")
+    dest = os.path.abspath(params["dest"])
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        module.fail_json(msg="dest %s exists and is not a directory: a bundle is a directory" % dest)
+    client = connect(module)
+    try:
+        result = save_images(
+            client, dest, params["images"], compression=params["compression"], level=params["compression_level"],
+            pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
+            check_mode=module.check_mode, engine_name=docker_host_from(params),
+        )
+    except (TransferError, BundleError, CompressionError) as exc:
+        module.fail_json(msg=str(exc), dest=dest)
+    except (DockerException, RequestException) as exc:
+        module.fail_json(msg=docker_error_message(exc, "saving images into %s" % dest), dest=dest, exception=traceback.format_exc())
+    except OSError as exc:
+        module.fail_json(msg="cannot write the bundle in %s: %s" % (dest, exc), dest=dest, exception=traceback.format_exc())
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
