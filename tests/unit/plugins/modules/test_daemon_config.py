@@ -1,0 +1,170 @@
+"""daemon_config's own decisions, without an engine: option handling, proxy method, unit files, and
+main() end to end on files under tmp_path with no engine and no dockerd reachable."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.fleet.images.plugins.modules import daemon_config
+
+NO_ENGINE = "unix:///nonexistent/fleet-images-test.sock"
+
+
+def params(**given):
+    base = dict(settings={}, registry_mirrors=None, insecure_registries=None, proxies=None)
+    base.update(given)
+    return base
+
+
+@pytest.mark.parametrize("given, overlay, problems", [
+    (params(registry_mirrors=["https://m.example"]), {"registry-mirrors": ["https://m.example"]}, []),
+    (params(settings={"debug": True}, insecure_registries=["r.example:5000"]), {"debug": True, "insecure-registries": ["r.example:5000"]}, []),
+    (params(registry_mirrors=[]), {"registry-mirrors": []}, []),
+    (params(settings={"registry-mirrors": ["https://a.example"]}, registry_mirrors=["https://b.example"]), None,
+     ["'registry-mirrors' is given both in settings and as registry_mirrors: give it once, as registry_mirrors"]),
+    (params(settings={"proxies": {}}, proxies={"http": "http://p.example"}), None,
+     ["'proxies' is given both in settings and as proxies: give it once, as proxies"]),
+    (params(settings={"debug": None}), None, ["settings.debug is null: to drop a key, list it in remove"]),
+])
+def test_requested_overlay(given, overlay, problems):
+    result, found = daemon_config.requested_overlay(given)
+    assert found == problems
+    if overlay is not None:
+        assert result == overlay
+
+
+@pytest.mark.parametrize("proxies, wanted, problems", [
+    (None, None, []),
+    ({"http": "http://p.example:3128", "https": None, "no_proxy": ["localhost", " .corp "]},
+     {"http-proxy": "http://p.example:3128", "no-proxy": "localhost,.corp"}, []),
+    ({"http": None, "https": None, "no_proxy": ""}, None,
+     ["proxies has no value: give http, https or no_proxy, or put 'proxies' in remove to drop the engine's proxies"]),
+    ({"http": "p.example:3128", "https": None, "no_proxy": None}, {"http-proxy": "p.example:3128"},
+     ['proxies entry "http-proxy" "p.example:3128" has no scheme: write it as http://p.example:3128']),
+    ({"http": None, "https": None, "no_proxy": 5}, None, ["proxies.no_proxy must be a string or a list of strings, not int"]),
+])
+def test_proxies_option(proxies, wanted, problems):
+    found = []
+    assert daemon_config.proxies_option(dict(proxies=proxies), found) == wanted
+    assert found == problems
+
+
+class Recorder:
+    """Stands in for AnsibleModule where only warnings are used."""
+
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+@pytest.mark.parametrize("requested, engine_version, binary_version, method, warned", [
+    ("auto", "26.1.5+dfsg1", (26, 1, 5), "daemon_json", None),
+    ("auto", "20.10.24+dfsg1", (20, 10, 24), "systemd", None),
+    ("auto", "20.10.24", (26, 1, 5), "systemd", "an upgrade waiting for a restart"),
+    ("auto", None, (26, 1, 5), "daemon_json", "proxy_method=auto used the installed dockerd's version 26.1.5 instead"),
+    ("auto", None, (20, 10, 24), "systemd", "did not answer"),
+    ("systemd", "26.1.5", (26, 1, 5), "systemd", None),
+    ("daemon_json", None, None, "daemon_json", None),
+])
+def test_pick_proxy_method(requested, engine_version, binary_version, method, warned):
+    module = Recorder()
+    engine = dict(engine_version=engine_version, error=None if engine_version else "socket missing")
+    assert daemon_config.pick_proxy_method(module, requested, engine, binary_version) == method
+    if warned:
+        assert len(module.warnings) == 1 and warned in module.warnings[0]
+    else:
+        assert module.warnings == []
+
+
+def test_pick_proxy_method_without_any_version_asks_for_a_method():
+    with pytest.raises(daemon_config.Refused, match="Set proxy_method to daemon_json \\(Docker 23\\+\\) or systemd"):
+        daemon_config.pick_proxy_method(Recorder(), "auto", dict(engine_version=None, error="socket missing"), None)
+
+
+@pytest.mark.parametrize("engine_version, binary_version, expected", [
+    ("26.1.5", (20, 10, 24), (20, 10, 24)),
+    ("20.10.24", (26, 1, 5), (20, 10, 24)),
+    (None, (26, 1, 5), (26, 1, 5)),
+    (None, None, None),
+])
+def test_version_for_checks_takes_the_lowest_known(engine_version, binary_version, expected):
+    assert daemon_config.version_for_checks(dict(engine_version=engine_version), binary_version) == expected
+
+
+def test_unit_files_are_read_in_systemd_order(tmp_path, monkeypatch):
+    etc, lib = tmp_path / "etc", tmp_path / "lib"
+    for directory in (etc / "docker.service.d", lib / "docker.service.d"):
+        directory.mkdir(parents=True)
+    (lib / "docker.service").write_text("[Service]\nExecStart=/usr/sbin/dockerd -H fd://\n")
+    (lib / "docker.service.d" / "20-vendor.conf").write_text("[Service]\nEnvironment=A=lib\n")
+    (lib / "docker.service.d" / "10-shadowed.conf").write_text("[Service]\nEnvironment=B=lib\n")
+    (etc / "docker.service.d" / "10-shadowed.conf").write_text("[Service]\nEnvironment=B=etc\n")
+    (etc / "docker.service.d" / "30-local.conf").write_text("[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/c.sock\n")
+    monkeypatch.setattr(daemon_config, "UNIT_DIRECTORIES", (str(etc), str(lib)))
+    text = daemon_config.unit_text_from_files("docker.service")
+    unit = daemon_config.dj.parse_unit(text)
+    assert unit.files == [str(lib / "docker.service"), str(etc / "docker.service.d" / "10-shadowed.conf"),
+                          str(lib / "docker.service.d" / "20-vendor.conf"), str(etc / "docker.service.d" / "30-local.conf")]
+    assert unit.environment == {"A": "lib", "B": "etc"}
+    assert unit.exec_start == "/usr/sbin/dockerd --containerd=/c.sock" and unit.exec_start_file.endswith("30-local.conf")
+    # a unit file in the higher-priority directory replaces the packaged one
+    (etc / "docker.service").write_text("[Service]\nExecStart=/opt/dockerd\n")
+    assert daemon_config.dj.parse_unit(daemon_config.unit_text_from_files("docker.service")).files[0] == str(etc / "docker.service")
+    assert daemon_config.unit_text_from_files("absent.service") == ""
+
+
+def run_main(capsys, args, check_mode=False):
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exited:
+            daemon_config.main()
+    result = json.loads(capsys.readouterr().out)
+    result["rc"] = exited.value.code
+    return result
+
+
+@pytest.fixture()
+def isolated(tmp_path):
+    """Paths under tmp_path, no engine, no dockerd, no unit: only the module's own logic runs."""
+    return dict(path=str(tmp_path / "docker" / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"),
+                docker_host=NO_ENGINE, dockerd_path=str(tmp_path / "no-dockerd"), unit="fleet-images-absent.service")
+
+
+def test_main_predicts_in_check_mode_and_writes_nothing(capsys, isolated):
+    result = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"], proxies={"http": "http://p.example:3128"},
+                                   proxy_method="systemd"), check_mode=True)
+    assert result["changed"] and result["rc"] == 0
+    assert result["needs"] == "restart" and result["needs_keys"] == {"reload": ["registry-mirrors"], "restart": ["proxies"]}
+    assert result["validation"]["dockerd"] == "not_found"
+    assert result["engine"]["source"] == "unknown" and "socket does not exist" in result["engine"]["error"]
+    assert [entry["after_header"] for entry in result["diff"]] == [isolated["path"], isolated["dropin"]]
+    assert not os.path.exists(os.path.dirname(isolated["path"])) and not os.path.exists(isolated["dropin"])
+
+
+def test_main_writes_a_new_file_with_its_directory(capsys, isolated):
+    result = run_main(capsys, dict(isolated, settings={"live-restore": True}))
+    assert result["changed"] and result["created"] and result["needs"] == "reload"
+    assert json.load(open(isolated["path"])) == {"live-restore": True}
+    assert oct(os.stat(isolated["path"]).st_mode & 0o777) == "0o644"
+    assert oct(os.stat(os.path.dirname(isolated["path"])).st_mode & 0o777) == "0o755"
+
+
+def test_main_auto_proxies_need_a_version(capsys, isolated):
+    result = run_main(capsys, dict(isolated, proxies={"http": "http://p.example:3128"}))
+    assert result["failed"] and result["rc"] == 1
+    assert "proxy_method=auto cannot tell the engine's version" in result["msg"]
+    assert not os.path.exists(isolated["dropin"])
+
+
+def test_main_lists_every_contradiction(capsys, isolated):
+    result = run_main(capsys, dict(isolated, settings={"debug": True, "mtu": None}, remove=["debug"], registry_mirrors=["m.example"]))
+    assert result["failed"]
+    assert result["problems"] == ["settings.mtu is null: to drop a key, list it in remove", "'debug' is both set and removed: give it in one place only"]
+    assert result["msg"].startswith(isolated["path"] + ": the change was refused and nothing was written:")
