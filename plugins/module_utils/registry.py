@@ -1,0 +1,339 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure logic of the site registry: container spec, its fingerprint, configuration, URLs, image names.
+
+Nothing here talks to Docker; registry_engine.py does, with these functions deciding what to do.
+
+How the container is configured: everything goes through REGISTRY_* environment variables, the
+override mechanism distribution documents for every configuration key. They work the same with
+registry:2, registry:3 and the lab's image, whatever config.yml the image carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+
+CONTAINER_PORT = 5000
+DATA_MOUNT = "/var/lib/registry"
+CERT_MOUNT = "/certs/tls.crt"
+KEY_MOUNT = "/certs/tls.key"
+HTPASSWD_MOUNT = "/auth/htpasswd"
+LABEL_MANAGED = "fleet.images.registry.managed"
+LABEL_FINGERPRINT = "fleet.images.registry.fingerprint"
+LABEL_INPUTS = "fleet.images.registry.inputs"
+DEFAULT_CONFIG_ROOT = "/etc/fleet-images/registry"
+DEFAULT_DATA_ROOT = "/var/lib/fleet-images/registry"
+DOCKER_HUB_DOMAINS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+ENV_KEY_PART_RE = re.compile(r"^[A-Za-z0-9]+$")
+NAME_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+HOST_PORT_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
+
+
+class RegistryConfigError(Exception):
+    """An option value the registry cannot run with; the message names the option."""
+
+
+def _env_value(value, path):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        # distribution parses each variable as YAML; JSON is valid YAML.
+        return json.dumps(value)
+    raise RegistryConfigError("config.%s: %r cannot be passed to the registry (expected a string, number, boolean, list or dict)"
+                              % (".".join(path), value))
+
+
+def config_env(config, _path=()):
+    """Flatten the `config` option into REGISTRY_* variables: {"storage": {"maintenance": ...}} → REGISTRY_STORAGE_MAINTENANCE_...
+
+    distribution splits variable names on '_', so a key holding '_', '-' or '.' cannot be expressed
+    and is refused.
+    """
+    env = {}
+    for key, value in (config or {}).items():
+        path = _path + (str(key),)
+        where = ".".join(path)
+        if not ENV_KEY_PART_RE.match(path[-1]):
+            raise RegistryConfigError(
+                "config.%s: the key %r cannot be passed as a REGISTRY_* environment variable (letters and digits only; "
+                "distribution splits variable names on '_')" % (where, path[-1])
+            )
+        if isinstance(value, dict):
+            env.update(config_env(value, path))
+        elif value is None:
+            raise RegistryConfigError("config.%s has no value" % where)
+        else:
+            env["_".join(("REGISTRY",) + tuple(part.upper() for part in path))] = _env_value(value, path)
+    return env
+
+
+def managed_env(tls, auth, delete_enabled, realm):
+    """Variables the module sets itself from its options."""
+    env = {
+        "REGISTRY_HTTP_ADDR": "0.0.0.0:%d" % CONTAINER_PORT,
+        "REGISTRY_STORAGE_DELETE_ENABLED": "true" if delete_enabled else "false",
+    }
+    if tls:
+        env["REGISTRY_HTTP_TLS_CERTIFICATE"] = CERT_MOUNT
+        env["REGISTRY_HTTP_TLS_KEY"] = KEY_MOUNT
+    if auth:
+        env["REGISTRY_AUTH"] = "htpasswd"
+        env["REGISTRY_AUTH_HTPASSWD_REALM"] = realm
+        env["REGISTRY_AUTH_HTPASSWD_PATH"] = HTPASSWD_MOUNT
+    return env
+
+
+def container_env(config, tls, auth, delete_enabled, realm):
+    """All variables of the container; `config` may not redefine what the options already set."""
+    managed = managed_env(tls, auth, delete_enabled, realm)
+    extra = config_env(config)
+    for name in sorted(extra):
+        owner = next((prefix for prefix in MANAGED_PREFIXES if name == prefix or name.startswith(prefix + "_")), None)
+        if owner:
+            raise RegistryConfigError("config sets %s, which the module manages through %s: use that option instead"
+                                      % (name, MANAGED_PREFIXES[owner]))
+    env = dict(extra)
+    env.update(managed)
+    return env
+
+
+# Variable prefixes that belong to module options, with the option to use instead.
+MANAGED_PREFIXES = {
+    "REGISTRY_HTTP_ADDR": "port and bind_address",
+    "REGISTRY_HTTP_TLS": "tls, tls_cert and tls_key",
+    "REGISTRY_AUTH": "users",
+    "REGISTRY_STORAGE_DELETE": "delete_enabled",
+}
+
+
+def is_wildcard(address):
+    return address in ("", "0.0.0.0", "::", "[::]")
+
+
+def probe_host(bind_address):
+    """The address to reach the registry from its own host: loopback when it listens on every address."""
+    if bind_address in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if bind_address in ("::", "[::]"):
+        return "::1"
+    return bind_address
+
+
+def host_port(host, port):
+    """host:port, with brackets around an IPv6 address."""
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return "[%s]:%d" % (host, port)
+    except ValueError:
+        pass
+    return "%s:%d" % (host, port)
+
+
+def registry_url(host, port, tls=True):
+    return "%s://%s" % ("https" if tls else "http", host_port(host, port))
+
+
+def sha256_text(data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def build_spec(params, image_id, env, htpasswd_path=None):
+    """What the container is created with, from the module's options and the image's ID."""
+    mounts = [{"source": params["data_dir"], "target": DATA_MOUNT, "read_only": False}]
+    if params["tls"]:
+        mounts.append({"source": params["tls_cert"], "target": CERT_MOUNT, "read_only": True})
+        mounts.append({"source": params["tls_key"], "target": KEY_MOUNT, "read_only": True})
+    if htpasswd_path:
+        mounts.append({"source": htpasswd_path, "target": HTPASSWD_MOUNT, "read_only": True})
+    return {
+        "name": params["name"],
+        "image": params["image"],
+        "image_id": image_id,
+        "bind_address": params["bind_address"],
+        "port": params["port"],
+        "mounts": mounts,
+        "env": dict(sorted(env.items())),
+        "restart_policy": params["restart_policy"],
+    }
+
+
+def spec_inputs(spec, file_digests, users, tls, delete_enabled, config_names=()):
+    """Everything the container runs with, secrets reduced to digests: stored as a label, compared next run.
+
+    `file_digests` maps tls_cert, tls_key and htpasswd to the sha256 of their content: a file
+    replaced in place (certificate renewal, password change) changes the fingerprint even though
+    its path does not. Variables named in `config_names` come from the user's `config` and may
+    hold secrets (storage credentials, http.secret): only a digest of their value is kept.
+    """
+    inputs = {
+        "image": spec["image"],
+        "image_id": spec["image_id"],
+        "listen": host_port(spec["bind_address"] or "0.0.0.0", spec["port"]),
+        "data_dir": spec["mounts"][0]["source"],
+        "restart_policy": spec["restart_policy"],
+        "tls": bool(tls),
+        "delete_enabled": bool(delete_enabled),
+        "users": sorted(users),
+        "mounts": ["%s:%s:%s" % (m["source"], m["target"], "ro" if m["read_only"] else "rw") for m in spec["mounts"]],
+        "env": {name: sha256_text(value)[:23] if name in config_names else value for name, value in spec["env"].items()},
+    }
+    for name in ("tls_cert", "tls_key", "htpasswd"):
+        if file_digests.get(name):
+            inputs[name] = file_digests[name]
+    return inputs
+
+
+def fingerprint(inputs):
+    return sha256_text(json.dumps(inputs, sort_keys=True, separators=(",", ":")))
+
+
+def changed_inputs(old, new):
+    """Names of the inputs that differ, config variables as env.NAME; None for `old` means no record."""
+    if old is None:
+        return ["container"]
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if key == "env":
+            old_env, new_env = old.get("env") or {}, new.get("env") or {}
+            changed.extend("env.%s" % name for name in sorted(set(old_env) | set(new_env)) if old_env.get(name) != new_env.get(name))
+        elif old.get(key) != new.get(key):
+            changed.append(key)
+    return changed
+
+
+def diff_view(inputs):
+    """Inputs as diff mode shows them. They hold no secret: files and variable values are digests."""
+    return json.loads(json.dumps(inputs, sort_keys=True)) if inputs else {}
+
+
+def parse_inputs_label(labels):
+    """The inputs recorded on an existing container, or None when it carries none (or a broken one)."""
+    text = (labels or {}).get(LABEL_INPUTS)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def container_labels(inputs):
+    return {
+        LABEL_MANAGED: "fleet.images.registry_deploy",
+        LABEL_FINGERPRINT: fingerprint(inputs),
+        LABEL_INPUTS: json.dumps(inputs, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def default_htpasswd_path(name):
+    return "%s/%s/htpasswd" % (DEFAULT_CONFIG_ROOT, name)
+
+
+def default_data_dir(name):
+    return "%s/%s" % (DEFAULT_DATA_ROOT, name)
+
+
+def check_name(name):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name or ""):
+        raise RegistryConfigError("name %r is not a valid container name (letters, digits, '_', '.', '-')" % (name,))
+
+
+# Image references
+
+
+def normalize_registry(registry):
+    """host[:port] of a registry given as host:port or as a URL; rejects anything with a path."""
+    value = (registry or "").strip()
+    for scheme in ("https://", "http://"):
+        if value.startswith(scheme):
+            value = value[len(scheme):]
+    value = value.rstrip("/")
+    if not value or "/" in value or not HOST_PORT_RE.match(value):
+        raise RegistryConfigError("registry %r must be host or host:port (as in /etc/docker/certs.d/HOST:PORT)" % (registry,))
+    return value
+
+
+def parse_reference(reference):
+    """Split an image reference the way Docker does: (domain or None, path, tag or None, digest or None)."""
+    text = (reference or "").strip()
+    if not text:
+        raise RegistryConfigError("empty image reference")
+    digest = None
+    if "@" in text:
+        text, digest = text.split("@", 1)
+    tag = None
+    last = text.rsplit("/", 1)[-1]
+    if ":" in last:
+        text, tag = text.rsplit(":", 1)
+    domain = None
+    first, sep, rest = text.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        domain, text = first, rest
+    components = text.split("/")
+    for component in components:
+        if not NAME_COMPONENT_RE.match(component):
+            raise RegistryConfigError("image reference %r: %r is not a valid repository name component" % (reference, component))
+    if tag is not None and not TAG_RE.match(tag):
+        raise RegistryConfigError("image reference %r: %r is not a valid tag" % (reference, tag))
+    return domain, text, tag, digest
+
+
+def is_docker_hub(domain):
+    return domain is None or domain in DOCKER_HUB_DOMAINS
+
+
+def target_reference(reference, registry, mirror_namespace=False):
+    """The name an image gets in the site registry: (repository, tag, "registry/repository:tag").
+
+    The source registry's host is dropped: `registry.example.com/team/app:2.1` becomes
+    `REGISTRY/team/app:2.1`. Docker Hub's official images keep their short name
+    (`nginx:1.25` → `REGISTRY/nginx:1.25`) unless `mirror_namespace` is set: then they go under
+    `library/` (`REGISTRY/library/nginx:1.25`), the path a Docker Engine asks a `registry-mirrors`
+    entry for, so hosts keep pulling `nginx:1.25` unchanged.
+    """
+    registry = normalize_registry(registry)
+    domain, path, tag, digest = parse_reference(reference)
+    if tag is None:
+        if digest is not None:
+            raise RegistryConfigError("image reference %r has a digest but no tag: a registry push needs a tag" % reference)
+        tag = "latest"
+    if mirror_namespace and is_docker_hub(domain) and "/" not in path:
+        path = "library/" + path
+    elif not mirror_namespace and is_docker_hub(domain) and path.startswith("library/"):
+        path = path[len("library/"):]
+    return path, tag, "%s/%s:%s" % (registry, path, tag)
+
+
+def manifest_url(scheme, registry, repository, tag):
+    return "%s://%s/v2/%s/manifests/%s" % (scheme, registry, repository, tag)
+
+
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+])
+
+
+def certs_d_ca_path(registry):
+    """Where the Docker Engine looks for a registry's CA."""
+    return "/etc/docker/certs.d/%s/ca.crt" % normalize_registry(registry)
+
+
+def repo_digest_matches(repo_digests, registry, repository, digest):
+    """True when the engine recorded `digest` for registry/repository (set by a previous push or pull)."""
+    wanted = "%s/%s@%s" % (normalize_registry(registry), repository, digest)
+    return wanted in (repo_digests or [])

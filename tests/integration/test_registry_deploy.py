@@ -1,0 +1,399 @@
+"""registry_deploy against this machine's real engine and the lab's registry:2 image, on loopback ports.
+
+Every container is named itest-registry-<random> and removed when its test ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import stat
+import uuid
+
+import docker
+import pytest
+import requests
+import trustme
+
+REGISTRY_IMAGE = "registry:2"
+SOCKET = "unix:///var/run/docker.sock"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
+    try:
+        client.images.get(REGISTRY_IMAGE)
+    except docker.errors.ImageNotFound:
+        from lab import images  # builds the lab's registry:2 from Debian's docker-registry package
+
+        images.ensure(["registry"])
+    return client
+
+
+@pytest.fixture
+def run_module(module_runner):
+    return module_runner
+
+
+@pytest.fixture
+def names(engine):
+    """Hands out unique container names and removes those containers afterwards."""
+    handed = []
+
+    def make():
+        handed.append("itest-registry-%s" % uuid.uuid4().hex[:8])
+        return handed[-1]
+
+    yield make
+    for name in handed:
+        try:
+            engine.containers.get(name).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+
+class Pki:
+    """A CA and server certificates for 127.0.0.1, written where the module reads them."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.ca = trustme.CA()
+        self.ca_path = str(directory / "ca.crt")
+        self.ca.cert_pem.write_to_path(self.ca_path)
+        self.cert_path = str(directory / "server.crt")
+        self.key_path = str(directory / "server.key")
+        self.issue()
+
+    def issue(self):
+        """A new certificate and key under the same paths, as a renewal does."""
+        server = self.ca.issue_cert("127.0.0.1", "localhost")
+        server.cert_chain_pems[0].write_to_path(self.cert_path)
+        server.private_key_pem.write_to_path(self.key_path)
+        os.chmod(self.key_path, 0o600)
+        return server
+
+    def foreign_key(self):
+        path = str(self.directory / "other.key")
+        self.ca.issue_cert("127.0.0.1").private_key_pem.write_to_path(path)
+        return path
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return Pki(tmp_path)
+
+
+@pytest.fixture
+def make_params(tmp_path, pki, names):
+    def make(**overrides):
+        name = overrides.pop("name", None) or names()
+        params = dict(
+            docker_host=SOCKET,
+            name=name,
+            image=REGISTRY_IMAGE,
+            port=free_port(),
+            bind_address="127.0.0.1",
+            data_dir=str(tmp_path / ("data-" + name)),
+            htpasswd_path=str(tmp_path / ("auth-" + name) / "htpasswd"),
+            tls_cert=pki.cert_path,
+            tls_key=pki.key_path,
+            tls_ca=pki.ca_path,
+            users=[{"name": "ci", "password": "first-password"}],
+            wait_timeout=30,
+        )
+        params.update(overrides)
+        return params
+
+    return make
+
+
+def v2_status(params, auth=None, ca=None):
+    url = "https://127.0.0.1:%d/v2/" % params["port"]
+    return requests.get(url, auth=auth, verify=ca or params["tls_ca"], timeout=10).status_code
+
+
+def push_blob(params, auth, data):
+    """Upload one blob through the registry API; returns its digest."""
+    base = "https://127.0.0.1:%d" % params["port"]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    started = requests.post(base + "/v2/itest/blob/blobs/uploads/", auth=auth, verify=params["tls_ca"], timeout=10)
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    location = location if location.startswith("http") else base + location
+    done = requests.put(location, params={"digest": digest}, data=data, auth=auth, verify=params["tls_ca"],
+                        headers={"Content-Type": "application/octet-stream"}, timeout=10)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def blob_present(params, auth, digest):
+    url = "https://127.0.0.1:%d/v2/itest/blob/blobs/%s" % (params["port"], digest)
+    return requests.head(url, auth=auth, verify=params["tls_ca"], timeout=10).status_code == 200
+
+
+def assert_still_serving(engine, params, container_id):
+    container = engine.containers.get(params["name"])
+    assert container.id == container_id
+    assert container.status == "running"
+    assert v2_status(params) == 401
+
+
+def test_first_run_creates_and_the_second_changes_nothing(engine, make_params, run_module):
+    params = make_params()
+
+    predicted = run_module("registry_deploy", params, check_mode=True, diff=True)
+    assert predicted["changed"] and predicted["action"] == "create", predicted
+    assert predicted["changed_inputs"] == ["container"]
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(params["name"])
+    assert not os.path.exists(params["htpasswd_path"]) and not os.path.exists(params["data_dir"])
+
+    first = run_module("registry_deploy", params, diff=True)
+    assert first["changed"] and first["action"] == "create" and not first["recreated"], first
+    assert first["status"] == 401
+    assert first["url"] == "https://127.0.0.1:%d" % params["port"]
+    assert first["users"] == {"added": ["ci"], "password_changed": [], "removed": []}
+    container = engine.containers.get(params["name"])
+    assert container.id == first["container_id"] and container.status == "running"
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+
+    assert v2_status(params) == 401
+    assert v2_status(params, auth=("ci", "first-password")) == 200
+    assert v2_status(params, auth=("ci", "wrong")) == 401
+    mode = os.stat(params["htpasswd_path"]).st_mode
+    assert stat.S_IMODE(mode) == 0o600
+    with open(params["htpasswd_path"]) as handle:
+        assert handle.read().startswith("ci:$2b$08$")
+
+    again_check = run_module("registry_deploy", params, check_mode=True, diff=True)
+    again = run_module("registry_deploy", params, diff=True)
+    for result in (again_check, again):
+        assert not result["changed"] and result["action"] == "none", result
+        assert result["changed_inputs"] == []
+        assert result["diff"]["before"] == result["diff"]["after"]
+    assert again["container_id"] == first["container_id"]
+
+
+def test_the_password_never_appears_in_the_result(make_params, run_module):
+    params = make_params(users=[{"name": "ci", "password": "Pa55-visible-if-leaked"}])
+    result = run_module("registry_deploy", params, diff=True)
+    assert not result["failed"], result
+    assert "Pa55-visible-if-leaked" not in repr({k: v for k, v in result.items() if k != "invocation"})
+    assert result["invocation"]["module_args"]["users"][0]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_plain_http_gets_no_registry_answer(make_params, run_module):
+    params = make_params()
+    assert not run_module("registry_deploy", params)["failed"]
+    answer = requests.get("http://127.0.0.1:%d/v2/" % params["port"], timeout=10)
+    assert answer.status_code not in (200, 401)
+    assert "HTTPS" in answer.text
+
+
+def test_a_changed_password_recreates_once_and_storage_survives(engine, make_params, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    digest = push_blob(params, ("ci", "first-password"), b"layer bytes that must survive a recreate")
+
+    params["users"] = [{"name": "ci", "password": "second-password"}]
+    predicted = run_module("registry_deploy", params, check_mode=True)
+    assert predicted["changed"] and predicted["action"] == "recreate" and predicted["changed_inputs"] == ["htpasswd"], predicted
+    assert engine.containers.get(params["name"]).id == first["container_id"]
+
+    changed = run_module("registry_deploy", params)
+    assert changed["recreated"] and changed["changed_inputs"] == ["htpasswd"], changed
+    assert changed["users"]["password_changed"] == ["ci"]
+    assert changed["container_id"] != first["container_id"]
+    assert v2_status(params, auth=("ci", "first-password")) == 401
+    assert v2_status(params, auth=("ci", "second-password")) == 200
+    assert blob_present(params, ("ci", "second-password"), digest)
+
+    settled = run_module("registry_deploy", params)
+    assert not settled["changed"] and settled["container_id"] == changed["container_id"], settled
+
+
+def test_users_are_added_and_removed(make_params, run_module):
+    params = make_params()
+    run_module("registry_deploy", params)
+    params["users"] = [{"name": "ci", "password": "first-password"}, {"name": "nodes", "password": "pull-only"}]
+    added = run_module("registry_deploy", params)
+    assert added["users"] == {"added": ["nodes"], "password_changed": [], "removed": []}
+    assert added["changed_inputs"] == ["htpasswd", "users"]
+    assert v2_status(params, auth=("nodes", "pull-only")) == 200
+    params["users"] = [{"name": "nodes", "password": "pull-only"}]
+    removed = run_module("registry_deploy", params)
+    assert removed["users"]["removed"] == ["ci"]
+    assert v2_status(params, auth=("ci", "first-password")) == 401
+
+
+def test_a_renewed_certificate_recreates_once(engine, make_params, pki, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    renewed = pki.issue()
+
+    changed = run_module("registry_deploy", params)
+    assert changed["recreated"] and changed["changed_inputs"] == ["tls_cert", "tls_key"], changed
+    served = ssl.get_server_certificate(("127.0.0.1", params["port"]))
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
+    assert changed["container_id"] != first["container_id"]
+
+    settled = run_module("registry_deploy", params)
+    assert not settled["changed"], settled
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("missing_cert", "tls_cert {cert}.gone does not exist"),
+        ("mismatched_key", "does not match the certificate tls_cert {cert}"),
+        ("not_pem", "cannot be used as a TLS server pair"),
+        ("absent_image", "Image fleet-itest/absent-registry:0 is not on this host's Docker Engine"),
+        ("port_in_use", "is already in use by another process on this host"),
+        ("port_of_container", "is already published by the container"),
+        ("bad_config", "config.http.headers.X-Frame-Options: the key"),
+        ("long_password", "longer than 72 bytes"),
+    ],
+)
+def test_bad_input_fails_naming_it_and_the_registry_keeps_running(engine, make_params, pki, tmp_path, breakage, message, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first
+    bad = dict(params)
+    holder = None
+    if breakage == "missing_cert":
+        bad["tls_cert"] = params["tls_cert"] + ".gone"
+    elif breakage == "mismatched_key":
+        bad["tls_key"] = pki.foreign_key()
+    elif breakage == "not_pem":
+        garbage = tmp_path / "garbage.crt"
+        garbage.write_text("this is not a certificate\n")
+        bad["tls_cert"] = str(garbage)
+    elif breakage == "absent_image":
+        bad["image"] = "fleet-itest/absent-registry:0"
+    elif breakage == "port_in_use":
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        bad["port"] = holder.getsockname()[1]
+    elif breakage == "port_of_container":
+        other = make_params()
+        assert not run_module("registry_deploy", other)["failed"]
+        bad["port"] = other["port"]
+        message += " " + other["name"]
+    elif breakage == "bad_config":
+        bad["config"] = {"http": {"headers": {"X-Frame-Options": ["DENY"]}}}
+    elif breakage == "long_password":
+        bad["users"] = [{"name": "ci", "password": "x" * 73}]
+    try:
+        for check_mode in (True, False):
+            result = run_module("registry_deploy", bad, check_mode=check_mode)
+            assert result["failed"], result
+            assert message.format(cert=params["tls_cert"]) in result["msg"], result["msg"]
+    finally:
+        if holder is not None:
+            holder.close()
+    assert_still_serving(engine, params, first["container_id"])
+    if breakage == "absent_image":
+        assert "fleet.images.image_load" in result["msg"]
+    if breakage == "port_in_use":
+        assert "127.0.0.1:%d" % bad["port"] in result["msg"]
+
+
+def test_a_registry_that_dies_at_start_fails_with_its_log_lines(make_params, run_module):
+    params = make_params(config={"log": {"level": "shouting"}}, wait_timeout=20)
+    result = run_module("registry_deploy", params)
+    assert result["failed"], result
+    assert "stopped right after starting" in result["msg"] or "did not answer" in result["msg"], result["msg"]
+    assert "shouting" in result["msg"], result["msg"]
+    assert any("shouting" in line for line in result["logs"])
+
+
+def test_a_stopped_registry_is_started_without_recreating(engine, make_params, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    engine.containers.get(params["name"]).stop(timeout=5)
+    started = run_module("registry_deploy", params)
+    assert started["changed"] and started["action"] == "start" and not started["recreated"], started
+    assert started["container_id"] == first["container_id"]
+    assert v2_status(params) == 401
+
+
+def test_restarted_restarts_every_time(engine, make_params, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    before = engine.containers.get(params["name"]).attrs["State"]["StartedAt"]
+    restarted = run_module("registry_deploy", dict(params, state="restarted"))
+    assert restarted["changed"] and restarted["action"] == "restart", restarted
+    assert restarted["container_id"] == first["container_id"]
+    assert engine.containers.get(params["name"]).attrs["State"]["StartedAt"] != before
+
+
+def test_absent_removes_the_container_and_keeps_the_storage(engine, make_params, run_module):
+    params = make_params()
+    run_module("registry_deploy", params)
+    digest = push_blob(params, ("ci", "first-password"), b"kept across absent and present")
+    absent = dict(params, state="absent")
+    predicted = run_module("registry_deploy", absent, check_mode=True)
+    assert predicted["changed"] and engine.containers.get(params["name"]).status == "running"
+    removed = run_module("registry_deploy", absent)
+    assert removed["changed"], removed
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(params["name"])
+    assert not run_module("registry_deploy", absent)["changed"]
+    assert os.path.isdir(params["data_dir"]) and os.path.isfile(params["htpasswd_path"])
+    back = run_module("registry_deploy", params)
+    assert back["action"] == "create"
+    assert blob_present(params, ("ci", "first-password"), digest)
+
+
+def test_plain_http_without_users_when_asked(make_params, run_module):
+    params = make_params(tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
+    result = run_module("registry_deploy", params)
+    assert not result["failed"], result
+    assert result["url"].startswith("http://") and result["status"] == 200
+    assert requests.get(result["url"] + "/v2/", timeout=10).status_code == 200
+
+
+def test_config_and_options_reach_the_container(engine, make_params, run_module):
+    config = {"log": {"level": "info"}, "http": {"secret": "itest-shared-secret"}, "storage": {"cache": {"blobdescriptor": "inmemory"}}}
+    params = make_params(delete_enabled=True, restart_policy="unless-stopped", config=config)
+    first = run_module("registry_deploy", params, diff=True)
+    assert not first["failed"], first.get("msg")
+    assert "itest-shared-secret" not in repr(first["diff"])
+    attrs = engine.containers.get(params["name"]).attrs
+    env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+    assert env["REGISTRY_HTTP_SECRET"] == "itest-shared-secret"
+    assert env["REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR"] == "inmemory"
+    assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    binds = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
+    assert binds["/var/lib/registry"] == (params["data_dir"], True)
+    assert binds["/certs/tls.key"] == (params["tls_key"], False)
+    params["config"] = dict(config, log={"level": "warn"})
+    changed = run_module("registry_deploy", params, diff=True)
+    assert changed.get("changed_inputs") == ["env.REGISTRY_LOG_LEVEL"], changed.get("msg")
+    assert changed["diff"]["before"]["env"]["REGISTRY_LOG_LEVEL"] != changed["diff"]["after"]["env"]["REGISTRY_LOG_LEVEL"]
+    assert changed["container_id"] != first["container_id"]
+
+
+def test_a_registry_started_by_hand_is_taken_over(engine, make_params, run_module):
+    params = make_params()
+    engine.containers.run(REGISTRY_IMAGE, name=params["name"], detach=True)
+    result = run_module("registry_deploy", params)
+    assert result["recreated"] and result["changed_inputs"] == ["container"], result
+    # ansible-core 2.19 returns warnings as structured events, older versions as strings.
+    assert "was not created by fleet.images.registry_deploy" in repr(result.get("warnings"))
+    assert v2_status(params) == 401
