@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_module
+from module_runner import run_module
 
 NO_UNIT = "fleet-images-test-absent.service"
 
