@@ -126,28 +126,12 @@ class _PlainWriter:
         pass
 
 
-class _GzipWriter:
-    def __init__(self, sink, level):
+class _CompressorWriter:
+    """Compresses in this process through any object with compress() and flush() (zlib's, zstandard's)."""
+
+    def __init__(self, sink, compressor):
         self._sink = sink
-        # wbits 31: zlib's deflate with a gzip header and trailer, what `gzip` writes.
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-
-    def write(self, data):
-        out = self._compressor.compress(data)
-        if out:
-            self._sink(out)
-
-    def close(self):
-        self._sink(self._compressor.flush())
-
-    def abort(self):
-        pass
-
-
-class _ZstdPythonWriter:
-    def __init__(self, sink, level, threads):
-        self._sink = sink
-        self._compressor = zstandard.ZstdCompressor(level=level, threads=threads).compressobj()
+        self._compressor = compressor
 
     def write(self, data):
         out = self._compressor.compress(data)
@@ -221,9 +205,10 @@ def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=Non
     if compression == "none":
         return _PlainWriter(sink)
     if compression == "gzip":
-        return _GzipWriter(sink, level)
+        # wbits 31: zlib's deflate with a gzip header and trailer, what `gzip` writes.
+        return _CompressorWriter(sink, zlib.compressobj(level, zlib.DEFLATED, 31))
     if require_zstd(zstd_prefer) == "python":
-        return _ZstdPythonWriter(sink, level, threads)
+        return _CompressorWriter(sink, zstandard.ZstdCompressor(level=level, threads=threads).compressobj())
     return _ZstdCliWriter(sink, level, threads)
 
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from ports import free_port
+
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import DockerConnectionError, build_client
-
-
-def unused_loopback_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_connects_to_the_local_engine():
@@ -33,7 +27,7 @@ def test_missing_socket_says_dockerd_is_not_running(tmp_path):
 
 
 def test_closed_tcp_port_says_connection_refused():
-    host = "tcp://127.0.0.1:%d" % unused_loopback_port()
+    host = "tcp://127.0.0.1:%d" % free_port()
     with pytest.raises(DockerConnectionError, match="connection refused") as error:
         build_client({"docker_host": host, "timeout": 5})
     assert host in str(error.value)

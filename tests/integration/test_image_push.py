@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import tarfile
 import uuid
 
@@ -17,26 +16,10 @@ import pytest
 import requests
 import trustme
 
+from ports import free_port
+
 SOCKET = "unix:///var/run/docker.sock"
 USER = ("pusher", "push-password-1")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
-    try:
-        client.images.get("registry:2")
-    except docker.errors.ImageNotFound:
-        from lab import images
-
-        images.ensure(["registry"])
-    return client
 
 
 @pytest.fixture(scope="module")

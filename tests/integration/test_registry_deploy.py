@@ -17,26 +17,10 @@ import pytest
 import requests
 import trustme
 
+from ports import free_port
+
 REGISTRY_IMAGE = "registry:2"
 SOCKET = "unix:///var/run/docker.sock"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
-    try:
-        client.images.get(REGISTRY_IMAGE)
-    except docker.errors.ImageNotFound:
-        from lab import images  # builds the lab's registry:2 from Debian's docker-registry package
-
-        images.ensure(["registry"])
-    return client
 
 
 @pytest.fixture

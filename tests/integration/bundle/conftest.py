@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import docker
 import pytest
 
+from ports import free_port
+
 LOCAL_DOCKER_HOST = "unix:///var/run/docker.sock"
 PREFIX = "itest-bundle"
 BASE_IMAGE = "fleet-lab/base:bookworm"
@@ -234,12 +236,6 @@ def run(module_runner):
     return runner
 
 
-def unused_loopback_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def local_registry(local_engine):
     """A registry:2 container (the lab's image) on a loopback port of this machine; yields host:port."""
@@ -247,7 +243,7 @@ def local_registry(local_engine):
         from lab import images
 
         images.ensure(["registry"])
-    port = unused_loopback_port()
+    port = free_port()
     container = local_engine.client.containers.run(
         "registry:2", name="%s-registry-%d" % (PREFIX, os.getpid()), detach=True,
         ports={"5000/tcp": ("127.0.0.1", port)}, labels={"fleet.images.test": PREFIX},

@@ -7,9 +7,10 @@ import json
 import os
 import re
 import shutil
-import socket
 
 import pytest
+
+from ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -43,12 +44,6 @@ def assert_bad_image_absent(engine, test_images):
 
 def load_bad(run, directory, target, **extra):
     return run("image_load", dict({"bundle": directory, "docker_host": target.docker_host}, **extra))
-
-
-def unused_loopback_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sha256_of(path):
@@ -220,7 +215,7 @@ def test_image_that_does_not_exist_on_the_connected_side(test_images, local_engi
 
 
 def test_pull_from_a_registry_that_does_not_answer(test_images, run, tmp_path):
-    reference = "127.0.0.1:%d/itest-bundle/nope:%s" % (unused_loopback_port(), test_images.marker)
+    reference = "127.0.0.1:%d/itest-bundle/nope:%s" % (free_port(), test_images.marker)
     result = run("image_save", {"images": [reference], "dest": str(tmp_path / "bundle"), "pull": "missing"})
     assert result["failed"] is True
     assert result["msg"].startswith("pulling %s failed: " % reference)
@@ -237,7 +232,7 @@ def test_unreachable_engine(module, params, run, tmp_path):
     assert result["failed"] is True
     assert result["msg"] == ("Cannot reach the Docker Engine at unix://%s: the socket does not exist. Is dockerd running on this host? "
                              "Start it (systemctl start docker) or set docker_host to the engine's address." % socket_path)
-    port = unused_loopback_port()
+    port = free_port()
     result = run(module, dict(params, docker_host="tcp://127.0.0.1:%d" % port, timeout=5))
     assert result["failed"] is True
     assert result["msg"].startswith("Cannot reach the Docker Engine at tcp://127.0.0.1:%d: connection refused." % port)
