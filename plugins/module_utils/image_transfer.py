@@ -750,6 +750,27 @@ class Loader:
         return entries, plans
 
 
+def plan_entries(client, docker_host, entries):
+    """What image_load would do with each bundle entry, asking the engine only: no tarball is read.
+
+    One dict per entry: its references, tags and file, ``action`` (``present``, ``tag`` or ``load``),
+    the ID it has in the engine (None for ``load``) and the recorded tags it lacks.
+    """
+    loader = Loader(client, docker_host, check_mode=True)
+    plans = []
+    for entry in entries:
+        action, image_id, tags = loader.plan(entry)
+        plans.append({
+            "references": list(entry["references"]),
+            "tags": list(entry.get("tags") or []),
+            "file": entry["file"],
+            "action": action,
+            "id": image_id,
+            "tags_missing": tags if action != "present" else [],
+        })
+    return plans
+
+
 def detect_and_check_decoder(path):
     """Fail before loading when the file is not an archive we can read, or zstd cannot be decoded here."""
     if detect_file(path) == "zstd":
