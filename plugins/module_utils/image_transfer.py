@@ -766,7 +766,7 @@ def plan_entries(client, docker_host, entries):
             "file": entry["file"],
             "action": action,
             "id": image_id,
-            "tags_missing": tags if action != "present" else [],
+            "tags_missing": tags,
         })
     return plans
 
