@@ -164,6 +164,8 @@ options:
 notes:
   - The module talks to the engine only to read its version, whether live-restore is on and how many containers run. When
     the engine does not answer (or the Docker SDK for Python is missing), it still works, from the installed dockerd.
+  - When daemon.json already holds every requested setting (and no proxies are managed), nothing will be written and the
+    module asks neither dockerd nor the engine anything; RV(engine) then says so in its C(error).
   - Which keys dockerd reloads on SIGHUP follows dockerd's own list (C(registry-mirrors), C(insecure-registries),
     C(live-restore), C(debug), C(labels), C(max-concurrent-downloads), C(max-concurrent-uploads), C(max-download-attempts),
     C(shutdown-timeout), C(runtimes), C(default-runtime), C(default-shm-size), C(default-ipc-mode),
@@ -727,12 +729,21 @@ def run(module):
                               [str(exc)], line=exc.line, column=exc.column)
             invalid_reason = str(exc)
 
-    # The unit, the installed dockerd, the running engine.
+    # The unit, the installed dockerd, the running engine. When the file already holds what is asked
+    # (and no proxy method has to be picked), nothing will be written: dockerd and the engine are
+    # not asked, which is most of a rerun's cost.
     unit_info, unit_argv = read_unit(module, params["unit"])
     flags = dj.dockerd_flags(unit_argv)
-    binary = find_dockerd(module, unit_argv)
-    binary_version, binary_version_text, has_validate = probe_dockerd(module, binary)
-    engine = ask_engine(params)
+    settled = (existed and invalid_reason is None and wanted_proxies is None and not remove_proxies
+               and dj.remove_paths(dj.merge(current, overlay, params["list_merge"]), remove)[0] == current)
+    if settled:
+        binary, binary_version, binary_version_text, has_validate = None, None, None, False
+        engine = dict(engine_version=None, running_containers=None, live_restore=None,
+                      error="not asked: %s already holds the requested settings" % path)
+    else:
+        binary = find_dockerd(module, unit_argv)
+        binary_version, binary_version_text, has_validate = probe_dockerd(module, binary)
+        engine = ask_engine(params)
     check_version = version_for_checks(engine, binary_version)
 
     config_flag = dj.config_file_flag(flags)

@@ -84,6 +84,10 @@ def test_check_then_create_then_nothing_to_do(files):
     for check_mode in (True, False):
         again = run_module("daemon_config", params, check_mode=check_mode, diff=True)
         assert not again["changed"] and again["needs"] == "none" and again["diff"] == []
+        # Nothing to write: neither dockerd nor the engine is asked (a rerun's main cost).
+        assert again["engine"]["engine_version"] is None and again["engine"]["error"].startswith("not asked:")
+        assert again["validation"]["dockerd"] == "not_needed"
+    assert made["engine"]["source"] in ("engine", "dockerd binary") and not made["engine"]["error"]
 
 
 def test_foreign_keys_mode_and_owner_are_kept(files):

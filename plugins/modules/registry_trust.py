@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: registry_trust
+short_description: Make Docker trust a registry's CA
+version_added: 0.2.0
+description:
+  - Writes a registry's CA certificate where Docker looks for it, C(CERTS_D/HOST:PORT/ca.crt) (mode 0644,
+    directory 0755, owned by root). Docker reads it at each connection to that registry, so no restart is needed.
+  - Optionally also writes it into the system trust store's directory (then run C(update-ca-certificates),
+    for example from a handler, when RV(system_store_changed) is true).
+  - Each file is written atomically and only when its content or mode differs. Needs only Python's standard
+    library on the host.
+options:
+  registry:
+    description:
+      - The registry's address as clients use it, V(HOST:PORT) (for example V(registry1.site.example:5000)).
+    type: str
+    required: true
+  ca_cert:
+    description:
+      - The CA certificate, PEM text. Required with O(state=present).
+    type: str
+  certs_d:
+    description:
+      - Docker's per-registry certificate directory.
+    type: path
+    default: /etc/docker/certs.d
+  system_store_path:
+    description:
+      - Also write the CA to this file (for example
+        V(/usr/local/share/ca-certificates/site-registry.crt)), or remove it with O(state=absent).
+    type: path
+  state:
+    description:
+      - V(present) writes the CA; V(absent) removes C(ca.crt), the registry's directory when it is then empty,
+        and the O(system_store_path) file.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+author:
+  - fleet.images contributors (!UNKNOWN)
+seealso:
+  - module: fleet.images.registry_pki
+  - module: fleet.images.registry_deploy
+"""
+
+EXAMPLES = r"""
+- name: Trust the site registry's CA
+  fleet.images.registry_trust:
+    registry: registry1.site.example:5000
+    ca_cert: "{{ lookup('ansible.builtin.file', 'files/site-ca.crt') }}"
+"""
+
+RETURN = r"""
+path:
+  description: The CA file Docker reads.
+  returned: always
+  type: str
+  sample: /etc/docker/certs.d/registry1.site.example:5000/ca.crt
+docker_changed:
+  description: Whether that file (or its directory) changed.
+  returned: always
+  type: bool
+system_store_changed:
+  description: Whether the O(system_store_path) file changed.
+  returned: always
+  type: bool
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import (
+    ensure_directory,
+    looks_like_pem_certificate,
+    read_file,
+    write_file,
+)
+
+ADDRESS = re.compile(r"^[-A-Za-z0-9._]+:[0-9]{1,5}$")
+
+
+def put(path, content, check_mode):
+    if check_mode:
+        return read_file(path) != {"content": content, "mode": "0644"}
+    return write_file(path, content, 0o644)
+
+
+def remove(path, check_mode):
+    if not os.path.lexists(path):
+        return False
+    if not check_mode:
+        os.unlink(path)
+    return True
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            registry=dict(type="str", required=True),
+            ca_cert=dict(type="str"),
+            certs_d=dict(type="path", default="/etc/docker/certs.d"),
+            system_store_path=dict(type="path"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        required_if=[("state", "present", ["ca_cert"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not ADDRESS.match(params["registry"]):
+        module.fail_json(msg="registry %r is not HOST:PORT (letters, digits, '.', '-', '_', then ':' and a port), "
+                             "the form Docker looks up in %s" % (params["registry"], params["certs_d"]))
+    directory = os.path.join(params["certs_d"], params["registry"])
+    path = os.path.join(directory, "ca.crt")
+    store = params["system_store_path"]
+    result = dict(path=path, docker_changed=False, system_store_changed=False)
+    try:
+        if params["state"] == "present":
+            if not looks_like_pem_certificate(params["ca_cert"]):
+                module.fail_json(msg="ca_cert for %s is not a PEM certificate (-----BEGIN CERTIFICATE----- ... "
+                                     "-----END CERTIFICATE-----): nothing was written" % params["registry"], **result)
+            content = params["ca_cert"].strip() + "\n"
+            made = ensure_directory(directory, 0o755, module.check_mode)
+            result["docker_changed"] = put(path, content, module.check_mode) or made
+            if store:
+                result["system_store_changed"] = put(store, content, module.check_mode)
+        else:
+            result["docker_changed"] = remove(path, module.check_mode)
+            if os.path.isdir(directory) and not os.listdir(directory) and not module.check_mode:
+                os.rmdir(directory)
+            if store:
+                result["system_store_changed"] = remove(store, module.check_mode)
+    except OSError as exc:
+        module.fail_json(msg="%s: %s" % (exc.filename or path, exc.strerror or exc), **result)
+    module.exit_json(changed=result["docker_changed"] or result["system_store_changed"], **result)
+
+
+if __name__ == "__main__":
+    main()
