@@ -24,7 +24,8 @@ description:
     host needs only Python's standard library. With nothing to change, it costs one module run on the host;
     files are written atomically, only those that change.
   - The result carries the CA certificate (public), never a key.
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - fleet.images.docker.attributes
 options:
   path:
     description:
@@ -81,6 +82,7 @@ options:
     default: 30
 attributes:
   action:
+    description: Runs on the controller as an action plugin, which runs M(fleet.images.registry_pki_files) on the host.
     support: full
   check_mode:
     support: full

@@ -17,6 +17,8 @@ description:
     interface), which the registry's certificate carries by default.
   - M(fleet.images.registry_pki) runs it, once per run when nothing changes; you rarely call it yourself.
     It needs only the Python standard library on the host.
+extends_documentation_fragment:
+  - fleet.images.docker.attributes
 options:
   directories:
     description:

@@ -16,6 +16,8 @@ description:
     for example from a handler, when RV(system_store_changed) is true).
   - Each file is written atomically and only when its content or mode differs. Needs only Python's standard
     library on the host.
+extends_documentation_fragment:
+  - fleet.images.docker.attributes
 options:
   registry:
     description:

@@ -116,8 +116,8 @@ def test_registry_trust_writes_the_ca_once_where_docker_reads_it(tmp_path, ca_pe
 
 def test_registry_trust_refuses_what_is_not_a_certificate_or_an_address(tmp_path, ca_pem):
     certs_d = tmp_path / "certs.d"
-    bad = run_module("registry_trust", dict(registry="registry1:5000", ca_cert="-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
-                                             certs_d=str(certs_d)))
+    not_a_certificate = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+    bad = run_module("registry_trust", dict(registry="registry1:5000", ca_cert=not_a_certificate, certs_d=str(certs_d)))
     assert bad["failed"] and "is not a PEM certificate" in bad["msg"] and not certs_d.exists()
     wrong = run_module("registry_trust", dict(registry="https://registry1:5000/", ca_cert=ca_pem, certs_d=str(certs_d)))
     assert wrong["failed"] and "is not HOST:PORT" in wrong["msg"]

@@ -16,8 +16,8 @@ NAMES = ["DNS:registry1", "DNS:registry1.site.example", "IP:10.0.0.5"]
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
 
-def plan(current=None, names=NAMES, renew_days=30, now=NOW, ca_name="site CA"):
-    return pki.plan_pki(current or {}, ca_name, "registry1", names, 3650, 365, renew_days, now=now)
+def plan(current=None, names=None, renew_days=30, now=NOW, ca_name="site CA"):
+    return pki.plan_pki(current or {}, ca_name, "registry1", NAMES if names is None else names, 3650, 365, renew_days, now=now)
 
 
 def cert(text):
