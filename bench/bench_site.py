@@ -115,7 +115,9 @@ def start_hosts(count, key):
 
 def inventory(registry, docker_hosts, key):
     path = os.path.join(WORK, "inventory.ini")
-    common = "ansible_user=root ansible_ssh_private_key_file=%s ansible_ssh_common_args='%s'" % (key, " ".join(SSH_OPTIONS))
+    # As docs/inventory-example/group_vars/all.yml sets them (pipelining is in ansible_env()).
+    common = ("ansible_user=root ansible_python_interpreter=/usr/bin/python3 ansible_ssh_private_key_file=%s ansible_ssh_common_args='%s'"
+              % (key, " ".join(SSH_OPTIONS)))
     lines = ["[registry]", "%s ansible_host=%s %s" % (registry.name, registry.ip, common), "", "[docker_hosts]"]
     lines += ["%s ansible_host=%s %s" % (host.name, host.ip, common) for host in docker_hosts]
     with open(path, "w") as handle:

@@ -12,7 +12,13 @@ from __future__ import annotations
 import os
 import traceback
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+
+# The options live apart so a module can declare them without importing the SDK; re-exported here.
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import (  # noqa: F401
+    DOCKER_CONNECTION_ARGS,
+    docker_connection_args,
+)
 
 try:
     import docker
@@ -33,27 +39,8 @@ except ImportError:
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
-DOCKER_CONNECTION_ARGS = dict(
-    docker_host=dict(type="str", aliases=["docker_url"], fallback=(env_fallback, ["DOCKER_HOST"])),
-    tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
-    validate_certs=dict(type="bool", default=False, aliases=["tls_verify"], fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
-    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert"]),
-    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
-    client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),
-    api_version=dict(type="str", default="auto", aliases=["docker_api_version"], fallback=(env_fallback, ["DOCKER_API_VERSION"])),
-    timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
-)
-
-
 class DockerConnectionError(Exception):
     """The engine could not be reached or the connection options are wrong; the message says what to do."""
-
-
-def docker_connection_args(**module_args):
-    """Return an argument_spec holding the shared connection options plus a module's own."""
-    spec = dict(DOCKER_CONNECTION_ARGS)
-    spec.update(module_args)
-    return spec
 
 
 def _walk_causes(exc):

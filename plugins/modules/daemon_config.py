@@ -399,13 +399,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
 from ansible_collections.fleet.images.plugins.module_utils import systemd_dropin
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    DockerConnectionError,
-    DockerException,
-    RequestException,
-    build_client,
-    docker_connection_args,
-)
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 
 UNIT_DIRECTORIES = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
@@ -524,6 +518,14 @@ def probe_dockerd(module, binary):
 
 def ask_engine(params):
     """What the running engine says: version, running containers, live-restore. Never fails the module."""
+    # Imported here: a run with nothing to write never asks the engine, and skips the SDK's import.
+    from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
+        DockerConnectionError,
+        DockerException,
+        RequestException,
+        build_client,
+    )
+
     facts = dict(engine_version=None, running_containers=None, live_restore=None, error=None)
     try:
         client = build_client(params)

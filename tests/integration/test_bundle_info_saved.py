@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import tarfile
 import uuid
 
 import docker
 import pytest
+
+from module_runner import COLLECTIONS_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +71,31 @@ def test_a_flipped_byte_fails_naming_the_file(saved_bundle, tmp_path, module_run
     result = module_runner("bundle_info", {"path": str(copy), "verify": True})
     assert result["failed"]
     assert str(copy / target) in result["msg"] and info["images"][0]["sha256"] in result["msg"]
+
+
+def run_in_playbook(tmp_path, args):
+    """bundle_info through ansible-playbook: the action plugin reads in-process on a local connection."""
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{"name": "read", "fleet.images.bundle_info": args}]}]
+    playbook = tmp_path / "read.yml"
+    playbook.write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_LOCALHOST_WARNING="False")
+    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           str(playbook)], capture_output=True, text=True, env=env, check=False, timeout=300)
+    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_the_action_on_the_controller_returns_what_the_module_returns(saved_bundle, module_runner, tmp_path):
+    directory, references = saved_bundle
+    args = {"path": directory, "images": references[:1], "verify": True}
+    module_result = module_runner("bundle_info", args)
+    action_result = run_in_playbook(tmp_path, args)
+    keys = ("path", "format_version", "images", "references", "files", "wheels", "images_size", "total_size", "sha256sums", "verified")
+    assert {key: action_result[key] for key in keys} == {key: module_result[key] for key in keys}
+    assert not action_result["changed"]
+
+
+def test_the_action_reports_a_damaged_bundle_like_the_module(saved_bundle, tmp_path):
+    directory, _references = saved_bundle
+    failed = run_in_playbook(tmp_path, {"path": os.path.join(directory, "no-such-dir")})
+    assert failed["failed"] and "no-such-dir" in failed["msg"]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
-from ansible_collections.fleet.images.plugins.modules import bundle_info
+from ansible_collections.fleet.images.plugins.module_utils import bundle_contents
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
@@ -47,7 +47,7 @@ def two_images(tmp_path):
 
 def test_reads_every_image_with_sizes_wheels_and_references(two_images):
     directory, manifest = two_images
-    result = bundle_info.read_bundle(directory, [], verify=True)
+    result = bundle_contents.read_bundle(directory, [], verify=True)
     assert [image["file"] for image in result["images"]] == [entry["file"] for entry in manifest["images"]]
     assert result["images_size"] == 4000
     assert result["total_size"] == 4000 + sum(len(b"PK" + name.encode()) for name in ("docker-7.1.0-py3-none-any.whl", "pip-24.0-py3-none-any.whl"))
@@ -61,7 +61,7 @@ def test_reads_every_image_with_sizes_wheels_and_references(two_images):
 
 def test_selects_images_by_reference(two_images):
     directory, manifest = two_images
-    result = bundle_info.read_bundle(directory, ["registry.example.com/team/app:2.1"], verify=False)
+    result = bundle_contents.read_bundle(directory, ["registry.example.com/team/app:2.1"], verify=False)
     assert result["files"] == [manifest["images"][1]["file"]]
     assert result["verified"] == []
     assert result["images_size"] == 3000
@@ -70,7 +70,7 @@ def test_selects_images_by_reference(two_images):
 def test_unknown_reference_lists_what_the_bundle_holds(two_images):
     directory = two_images[0]
     with pytest.raises(bundle.BundleError, match=r"has no image redis:7; it holds: nginx, registry.example.com/team/app:2.1"):
-        bundle_info.read_bundle(directory, ["redis:7"], verify=False)
+        bundle_contents.read_bundle(directory, ["redis:7"], verify=False)
 
 
 def test_flipped_byte_names_the_file_and_both_checksums(two_images):
@@ -82,9 +82,9 @@ def test_flipped_byte_names_the_file_and_both_checksums(two_images):
         handle.write(b"X")
     actual = bundle.sha256_file(path)
     # without verify, a same-size corruption is not seen: only presence and size are checked
-    bundle_info.read_bundle(directory, [], verify=False)
+    bundle_contents.read_bundle(directory, [], verify=False)
     with pytest.raises(bundle.BundleError) as caught:
-        bundle_info.read_bundle(directory, [], verify=True)
+        bundle_contents.read_bundle(directory, [], verify=True)
     message = str(caught.value)
     assert path in message and actual in message and entry["sha256"] in message
     assert manifest["images"][0]["file"] not in message
@@ -97,7 +97,7 @@ def test_truncated_and_missing_files_are_all_reported(two_images):
         handle.truncate(10)
     os.unlink(second)
     with pytest.raises(bundle.BundleError) as caught:
-        bundle_info.read_bundle(directory, [], verify=False)
+        bundle_contents.read_bundle(directory, [], verify=False)
     message = str(caught.value)
     assert "%s has 10 bytes, bundle.json records 1000" % first in message
     assert "%s is missing" % second in message
@@ -105,7 +105,7 @@ def test_truncated_and_missing_files_are_all_reported(two_images):
 
 def test_not_a_bundle(tmp_path):
     with pytest.raises(bundle.BundleError, match="bundle.json does not exist"):
-        bundle_info.read_bundle(str(tmp_path), [], verify=False)
+        bundle_contents.read_bundle(str(tmp_path), [], verify=False)
 
 
 def test_manifest_pointing_outside_the_bundle_is_refused(two_images):
@@ -114,7 +114,7 @@ def test_manifest_pointing_outside_the_bundle_is_refused(two_images):
     with open(os.path.join(directory, "bundle.json"), "w") as handle:
         json.dump(manifest, handle)
     with pytest.raises(bundle.BundleError, match="outside the bundle"):
-        bundle_info.read_bundle(directory, [], verify=False)
+        bundle_contents.read_bundle(directory, [], verify=False)
 
 
 def run_module(params):
@@ -145,4 +145,4 @@ def test_sha256sums_disagreeing_with_the_manifest_is_reported(two_images):
     with open(os.path.join(directory, "SHA256SUMS"), "w") as handle:
         handle.write("%s  %s\n" % ("0" * 64, entry["file"]))
     with pytest.raises(bundle.BundleError, match="disagrees with itself about %s" % entry["file"]):
-        bundle_info.read_bundle(directory, [], verify=False)
+        bundle_contents.read_bundle(directory, [], verify=False)
