@@ -14,12 +14,6 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-# The options live apart so a module can declare them without importing the SDK; re-exported here.
-from ansible_collections.fleet.images.plugins.module_utils.docker_args import (  # noqa: F401
-    DOCKER_CONNECTION_ARGS,
-    docker_connection_args,
-)
-
 try:
     import docker
     from docker.errors import APIError, DockerException, TLSParameterError
@@ -38,6 +32,7 @@ except ImportError:
     RequestException = OSError
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
 
 class DockerConnectionError(Exception):
     """The engine could not be reached or the connection options are wrong; the message says what to do."""

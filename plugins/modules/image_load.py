@@ -237,11 +237,11 @@ from ansible.module_utils.common.text.formatters import human_to_bytes
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerException,
     RequestException,
     connect,
-    docker_connection_args,
     docker_error_message,
     docker_host_from,
 )

@@ -136,10 +136,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils import image_archive, registry
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
     build_client,
-    docker_connection_args,
     docker_error_message,
 )
 

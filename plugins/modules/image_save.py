@@ -226,11 +226,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerException,
     RequestException,
     connect,
-    docker_connection_args,
     docker_error_message,
     docker_host_from,
 )

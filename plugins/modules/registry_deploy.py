@@ -244,8 +244,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    APIError, DockerException, RequestException, connect, docker_connection_args, docker_error_message,
+    APIError, DockerException, RequestException, connect, docker_error_message,
 )
 from ansible_collections.fleet.images.plugins.module_utils.registry import RegistryConfigError
 from ansible_collections.fleet.images.plugins.module_utils.registry_engine import RegistryDeployError, deploy, remove

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import requests
 
-from ansible_collections.fleet.images.plugins.module_utils import docker_client
+from ansible_collections.fleet.images.plugins.module_utils import docker_args, docker_client
+from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
     describe_connection_error,
-    docker_connection_args,
     docker_error_message,
     tls_config_from,
 )
@@ -46,7 +46,7 @@ def test_connection_errors_name_the_engine_and_the_fix(error, expected):
 def test_shared_arguments_merge_with_module_arguments():
     spec = docker_connection_args(images=dict(type="list", elements="str"))
     assert {"docker_host", "tls", "validate_certs", "ca_path", "api_version", "timeout", "images"} <= set(spec)
-    assert "images" not in docker_client.DOCKER_CONNECTION_ARGS
+    assert "images" not in docker_args.DOCKER_CONNECTION_ARGS
 
 
 def test_plain_connection_needs_no_tls():
