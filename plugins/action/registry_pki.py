@@ -16,6 +16,7 @@ import os
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.fleet.images.plugins.module_utils.pki import FILE_MODES, PkiError, plan_pki, subject_alt_names
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import DOCKER_CERTS_D, docker_ca_path, registry_address_problem
 
 HOST_SIDE = "fleet.images.registry_pki_files"
 
@@ -30,6 +31,8 @@ ARGUMENT_SPEC = dict(
     ca_valid_days=dict(type="int", default=3650),
     cert_valid_days=dict(type="int", default=365),
     renew_days=dict(type="int", default=30),
+    docker_trust=dict(type="str", default=""),
+    certs_d=dict(type="path", default=DOCKER_CERTS_D),
 )
 
 
@@ -46,8 +49,15 @@ class ActionModule(ActionBase):
         pki_dir = args["path"].rstrip("/") or "/"
         directories = [{"path": os.path.dirname(pki_dir), "mode": "0755"}, {"path": pki_dir, "mode": "0700"}]
         paths = {name: os.path.join(pki_dir, name) for name in FILE_MODES}
+        # The registry host pushes through its own engine, which must trust the CA too.
+        trust_path = None
+        if args["docker_trust"]:
+            problem = registry_address_problem(args["docker_trust"], args["certs_d"])
+            if problem:
+                return dict(result, failed=True, msg="registry_pki: docker_trust: %s" % problem)
+            trust_path = docker_ca_path(args["docker_trust"], args["certs_d"])
 
-        found = self._host_side(task_vars, directories=directories, read=sorted(paths.values()),
+        found = self._host_side(task_vars, directories=directories, read=sorted(paths.values()) + ([trust_path] if trust_path else []),
                                 names=args["host_dns_names"] or args["host_ip_address"])
         if found.get("failed"):
             return dict(result, failed=True, msg="%s: %s" % (pki_dir, found.get("msg", "the registry host's side failed")))
@@ -67,19 +77,28 @@ class ActionModule(ActionBase):
             mode = "%04o" % FILE_MODES[name]
             if found["files"].get(paths[name]) != {"content": content, "mode": mode}:
                 to_write.append({"path": paths[name], "content": content, "mode": mode})
+        trust_dirs = []
+        if trust_path and found["files"].get(trust_path) != {"content": plan["files"]["ca.crt"], "mode": "0644"}:
+            to_write.append({"path": trust_path, "content": plan["files"]["ca.crt"], "mode": "0644"})
+            trust_dirs = [{"path": os.path.dirname(trust_path), "mode": "0755"}]
         written = []
         if to_write and not self._task.check_mode:
-            wrote = self._host_side(task_vars, write=to_write)
+            wrote = self._host_side(task_vars, directories=trust_dirs, write=to_write)
             if wrote.get("failed"):
-                return dict(result, failed=True, msg="%s: %s (nothing else was written)" % (pki_dir, wrote.get("msg", "writing failed")))
-            written = [os.path.basename(path) for path in wrote["written"]]
+                # Each file is written whole or not at all; the next run completes the set.
+                done = [os.path.basename(path) for path in wrote.get("written", [])]
+                return dict(result, failed=True, msg="%s: %s (written before the failure: %s)"
+                            % (pki_dir, wrote.get("msg", "writing failed"), ", ".join(done) or "none"))
+            written = wrote["written"]
         elif to_write:
-            written = [os.path.basename(item["path"]) for item in to_write]
+            written = [item["path"] for item in to_write]
+        trusted = trust_path in written
 
         result.update(
             changed=bool(found["made"] or written),
             made=found["made"],
-            written=written,
+            written=[os.path.basename(path) for path in written if path != trust_path],
+            trusted=trusted,
             # Why each new file is new (the file names and reasons only, never a key).
             reasons=plan["reasons"],
             subject_alt_names=san,

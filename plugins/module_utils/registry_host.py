@@ -23,6 +23,9 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle import atomic_
 
 SIOCGIFADDR = 0x8915
 RTF_UP = 0x0001
+# How Docker names a registry's directory in /etc/docker/certs.d.
+REGISTRY_ADDRESS = re.compile(r"^[-A-Za-z0-9._]+:[0-9]{1,5}$")
+DOCKER_CERTS_D = "/etc/docker/certs.d"
 
 
 def ensure_directory(path, mode, check_mode=False):
@@ -85,6 +88,36 @@ def looks_like_pem_certificate(text):
         except (binascii.Error, ValueError):
             return False
     return bool(blocks)
+
+
+def registry_address_problem(registry, certs_d=DOCKER_CERTS_D):
+    """Why `registry` cannot name a directory of certs_d, or None."""
+    if isinstance(registry, str) and REGISTRY_ADDRESS.match(registry):
+        return None
+    return ("registry %r is not HOST:PORT (letters, digits, '.', '-', '_', then ':' and a port), the form Docker looks up in %s"
+            % (registry, certs_d))
+
+
+def docker_ca_path(registry, certs_d=DOCKER_CERTS_D):
+    """Where Docker reads the CA it trusts for `registry` (at each connection, no restart)."""
+    return os.path.join(certs_d, registry, "ca.crt")
+
+
+def install_ca(path, ca_cert, check_mode=False):
+    """Write the PEM `ca_cert` to `path` (0644; a missing directory is made 0755, an existing one left
+    as it is). Returns True when anything changed.
+
+    Raises ValueError, writing nothing, when ca_cert is not a PEM certificate.
+    """
+    if not looks_like_pem_certificate(ca_cert):
+        raise ValueError("the CA for %s is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----): "
+                         "nothing was written" % path)
+    content = ca_cert.strip() + "\n"
+    directory = os.path.dirname(path)
+    made = not os.path.isdir(directory) and ensure_directory(directory, 0o755, check_mode)
+    if check_mode:
+        return made or read_file(path) != {"content": content, "mode": "0644"}
+    return write_file(path, content, 0o644) or made
 
 
 def _interface_ipv4(interface):

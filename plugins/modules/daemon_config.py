@@ -156,6 +156,19 @@ options:
         to find the flags dockerd is started with.
     type: str
     default: docker.service
+  registry_ca_certs:
+    description:
+      - CA certificates Docker trusts per registry, as a dict of V(HOST:PORT) to PEM text. Each goes to
+        C(CERTS_D/HOST:PORT/ca.crt) (mode 0644), which Docker reads at each connection to that registry, so it needs
+        no reload or restart (RV(needs) does not change). Other registries' files are left alone.
+      - Checked with everything else before anything is written.
+    type: dict
+    default: {}
+  certs_d:
+    description:
+      - Docker's per-registry certificate directory, for O(registry_ca_certs).
+    type: path
+    default: /etc/docker/certs.d
   dockerd_path:
     description:
       - The dockerd binary used for C(--version) and C(--validate).
@@ -291,6 +304,12 @@ problems:
   type: list
   elements: str
   sample: ["'registry-mirrors' item 1 \"mirror.example:5000\" has no scheme: write it as https://mirror.example:5000"]
+registry_ca_certs:
+  description: The registries of O(registry_ca_certs) whose C(ca.crt) was written (or, in check mode, would be).
+  returned: success
+  type: list
+  elements: str
+  sample: ["registry1.site.example:5000"]
 dropin:
   description: The systemd drop-in with the proxies.
   returned: success
@@ -400,6 +419,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
 from ansible_collections.fleet.images.plugins.module_utils import systemd_dropin
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import (
+    docker_ca_path,
+    install_ca,
+    looks_like_pem_certificate,
+    registry_address_problem,
+)
 
 UNIT_DIRECTORIES = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
@@ -674,6 +699,8 @@ def main():
             dropin=dict(type="path", default="/etc/systemd/system/docker.service.d/http-proxy.conf"),
             unit=dict(type="str", default="docker.service"),
             dockerd_path=dict(type="path"),
+            registry_ca_certs=dict(type="dict", default={}),
+            certs_d=dict(type="path", default="/etc/docker/certs.d"),
         ),
         supports_check_mode=True,
     )
@@ -714,6 +741,12 @@ def run(module):
     for item in remove:
         if dj.resolve_path(overlay, item) is not None or (item.split(".", 1)[0] == "proxies" and wanted_proxies is not None):
             problems.append("'%s' is both set and removed: give it in one place only" % item)
+    for registry, ca_cert in sorted(params["registry_ca_certs"].items()):
+        problem = registry_address_problem(registry, params["certs_d"])
+        if problem:
+            problems.append("registry_ca_certs: %s" % problem)
+        elif not isinstance(ca_cert, str) or not looks_like_pem_certificate(ca_cert):
+            problems.append("registry_ca_certs: the CA for %s is not PEM certificate text (-----BEGIN CERTIFICATE----- ...)" % registry)
     if problems:
         raise Refused("%s: the change was refused and nothing was written:\n- %s" % (path, "\n- ".join(problems)), problems)
 
@@ -842,6 +875,10 @@ def run(module):
                 raise Refused("%s was written but systemctl daemon-reload failed: %s" % (dropin_path, (err or out).strip()))
             dropin_result["systemd_reloaded"] = True
 
+    # Docker reads these at each connection: written last, they never change what the engine needs.
+    trusted = [registry for registry, ca_cert in sorted(params["registry_ca_certs"].items())
+               if install_ca(docker_ca_path(registry, params["certs_d"]), ca_cert, check_mode)]
+
     if needs == "restart" and engine["running_containers"] and not engine["live_restore"]:
         hint = ("The new configuration turns live-restore on: reloading before the restart (the fleet.images.daemon role does) keeps them running."
                 if candidate.get("live-restore") is True else "Turning live-restore on first (a reload) would keep them running.")
@@ -875,7 +912,8 @@ def run(module):
         config_file=config_flag,
     )
     result = dict(
-        changed=bool(file_changes or dropin_changes),
+        changed=bool(file_changes or dropin_changes or trusted),
+        registry_ca_certs=trusted,
         path=path,
         config=dj.mask_credentials(candidate),
         previous_config=dj.mask_credentials(current) if existed and invalid_reason is None else None,

@@ -80,6 +80,18 @@ options:
       - Renew a certificate that expires within this many days.
     type: int
     default: 30
+  docker_trust:
+    description:
+      - Also install the CA where the host's own Docker looks for it for this registry address, V(HOST:PORT)
+        (C(CERTS_D/HOST:PORT/ca.crt), 0644), as the registry host pushes through its own engine. RV(trusted) says
+        whether it was written.
+    type: str
+    default: ""
+  certs_d:
+    description:
+      - Docker's per-registry certificate directory, for O(docker_trust).
+    type: path
+    default: /etc/docker/certs.d
 attributes:
   action:
     description: Runs on the controller as an action plugin, which runs M(fleet.images.registry_pki_files) on the host.
@@ -126,6 +138,10 @@ written:
   type: list
   elements: str
   sample: [server.crt]
+trusted:
+  description: Whether the O(docker_trust) CA file was written (or, in check mode, would be).
+  returned: success
+  type: bool
 reasons:
   description: For each new file, why it is new.
   returned: success

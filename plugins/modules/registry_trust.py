@@ -83,24 +83,10 @@ system_store_changed:
 """
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.registry_host import (
-    ensure_directory,
-    looks_like_pem_certificate,
-    read_file,
-    write_file,
-)
-
-ADDRESS = re.compile(r"^[-A-Za-z0-9._]+:[0-9]{1,5}$")
-
-
-def put(path, content, check_mode):
-    if check_mode:
-        return read_file(path) != {"content": content, "mode": "0644"}
-    return write_file(path, content, 0o644)
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import docker_ca_path, install_ca, registry_address_problem
 
 
 def remove(path, check_mode):
@@ -124,29 +110,26 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not ADDRESS.match(params["registry"]):
-        module.fail_json(msg="registry %r is not HOST:PORT (letters, digits, '.', '-', '_', then ':' and a port), "
-                             "the form Docker looks up in %s" % (params["registry"], params["certs_d"]))
-    directory = os.path.join(params["certs_d"], params["registry"])
-    path = os.path.join(directory, "ca.crt")
+    problem = registry_address_problem(params["registry"], params["certs_d"])
+    if problem:
+        module.fail_json(msg=problem)
+    path = docker_ca_path(params["registry"], params["certs_d"])
+    directory = os.path.dirname(path)
     store = params["system_store_path"]
     result = dict(path=path, docker_changed=False, system_store_changed=False)
     try:
         if params["state"] == "present":
-            if not looks_like_pem_certificate(params["ca_cert"]):
-                module.fail_json(msg="ca_cert for %s is not a PEM certificate (-----BEGIN CERTIFICATE----- ... "
-                                     "-----END CERTIFICATE-----): nothing was written" % params["registry"], **result)
-            content = params["ca_cert"].strip() + "\n"
-            made = ensure_directory(directory, 0o755, module.check_mode)
-            result["docker_changed"] = put(path, content, module.check_mode) or made
+            result["docker_changed"] = install_ca(path, params["ca_cert"], module.check_mode)
             if store:
-                result["system_store_changed"] = put(store, content, module.check_mode)
+                result["system_store_changed"] = install_ca(store, params["ca_cert"], module.check_mode)
         else:
             result["docker_changed"] = remove(path, module.check_mode)
             if os.path.isdir(directory) and not os.listdir(directory) and not module.check_mode:
                 os.rmdir(directory)
             if store:
                 result["system_store_changed"] = remove(store, module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg="%s: %s" % (params["registry"], exc), **result)
     except OSError as exc:
         module.fail_json(msg="%s: %s" % (exc.filename or path, exc.strerror or exc), **result)
     module.exit_json(changed=result["docker_changed"] or result["system_store_changed"], **result)

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.fleet.images.plugins.module_utils import pki
 from module_runner import run_module
 
 NO_UNIT = "fleet-images-test-absent.service"
@@ -322,3 +323,37 @@ def test_restart_warning_when_containers_run_without_live_restore(files):
         assert "a plain restart stops the %d running container(s)" % engine["running_containers"] in warned[0]
     reload_only = run_module("daemon_config", dict(files, registry_mirrors=["https://m.example"]))
     assert not [text for text in warnings_of(reload_only) if "needs a Docker restart" in text]
+
+
+def a_ca_certificate():
+    return pki.plan_pki({}, "test CA", "registry1", ["DNS:registry1"], 30, 30, 1)["files"]["ca.crt"]
+
+
+def test_registry_ca_certs_are_written_with_daemon_json_and_need_no_reload(files, tmp_path):
+    certs_d = tmp_path / "certs.d"
+    ca = a_ca_certificate()
+    params = dict(files, registry_mirrors=["https://registry1:5000"], registry_ca_certs={"registry1:5000": ca}, certs_d=str(certs_d))
+    predicted = run_module("daemon_config", params, check_mode=True)
+    assert predicted["changed"] and predicted["registry_ca_certs"] == ["registry1:5000"] and not certs_d.exists()
+    made = run_module("daemon_config", params)
+    assert made["changed"] and made["registry_ca_certs"] == ["registry1:5000"] and made["needs"] == "reload"
+    assert (certs_d / "registry1:5000" / "ca.crt").read_text() == ca
+    assert oct(os.stat(certs_d / "registry1:5000" / "ca.crt").st_mode & 0o7777) == "0o644"
+    again = run_module("daemon_config", params)
+    assert not again["changed"] and again["registry_ca_certs"] == [] and again["needs"] == "none"
+    # Only the CA changes: written, and the engine needs nothing.
+    (certs_d / "registry1:5000" / "ca.crt").write_text("stale\n")
+    fixed = run_module("daemon_config", params)
+    assert fixed["changed"] and fixed["registry_ca_certs"] == ["registry1:5000"] and fixed["needs"] == "none"
+    assert (certs_d / "registry1:5000" / "ca.crt").read_text() == ca
+
+
+@pytest.mark.parametrize("registry_ca_certs, fragment", [
+    ({"https://registry1:5000": "x"}, "registry 'https://registry1:5000' is not HOST:PORT"),
+    ({"registry1:5000": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}, "the CA for registry1:5000 is not PEM certificate text"),
+])
+def test_a_bad_registry_ca_is_refused_before_anything_is_written(files, tmp_path, registry_ca_certs, fragment):
+    params = dict(files, registry_mirrors=["https://registry1:5000"], registry_ca_certs=registry_ca_certs, certs_d=str(tmp_path / "certs.d"))
+    result = run_module("daemon_config", params)
+    assert result["failed"] and fragment in result["msg"]
+    assert not os.path.exists(files["path"]) and not (tmp_path / "certs.d").exists()
