@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
+from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 from ansible_collections.fleet.images.plugins.module_utils.compression import COMPRESSIONS, SUFFIXES
 from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, normalize_sha256
 
@@ -384,42 +384,6 @@ def verify_file(bundle_dir, entry, verify=True):
 
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-
-def fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, data, mode=0o644):
-    """Write bytes to `path` through a temp file in the same directory, fsync, then rename over it.
-
-    Returns False, writing nothing, when the file already holds exactly `data`.
-    """
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
-    except FileNotFoundError:
-        pass
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp_path = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_path, mode)
-        os.replace(temp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
-    fsync_directory(directory)
-    return True
 
 
 def write_manifest(bundle_dir, manifest):

@@ -29,6 +29,7 @@ except ImportError:  # the modules report the missing SDK through docker_client.
         """Stands in for docker.errors.NotFound when the SDK is missing."""
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils.atomic_file import fsync_directory
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.compression import (
     CompressionError,
@@ -196,7 +197,7 @@ def stream_to_bundle_file(chunks, final_path, compression, level, threads):
             raise TransferError("the engine's archive holds %d images, expected exactly one" % len(images))
         os.chmod(temp_path, 0o644)
         os.replace(temp_path, final_path)
-        bundle.fsync_directory(directory)
+        fsync_directory(directory)
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -19,7 +19,7 @@ import socket
 import stat
 import struct
 
-from ansible_collections.fleet.images.plugins.module_utils.bundle import atomic_write
+from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 
 SIOCGIFADDR = 0x8915
 RTF_UP = 0x0001

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils import atomic_file, bundle
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 
 SAFE_FILE = re.compile(r"^images/[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}\.tar(\.gz|\.zst)?$")
@@ -320,9 +320,9 @@ def test_verify_file_truncated_and_missing(written):
 
 def test_atomic_write_replaces_whole_files_only(tmp_path):
     path = str(tmp_path / "f.json")
-    assert bundle.atomic_write(path, b"one") is True
-    assert bundle.atomic_write(path, b"one") is False
-    assert bundle.atomic_write(path, b"two") is True
+    assert atomic_file.atomic_write(path, b"one") is True
+    assert atomic_file.atomic_write(path, b"one") is False
+    assert atomic_file.atomic_write(path, b"two") is True
     assert open(path, "rb").read() == b"two"
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     assert os.listdir(str(tmp_path)) == ["f.json"]
