@@ -13,8 +13,8 @@ description:
   - Reports the interpreter that runs modules on the host and whether it has the Docker SDK for Python
     (C(docker)) and C(requests), which every other module of this collection that talks to an engine needs,
     or the packages given in O(packages).
-  - By default (O(check=find)) it locates each package and reads its installed version without importing it:
-    importing the SDK costs about a fifth of a second of CPU on a small host, paid on every host of every run.
+  - By default (O(check=find)) it locates each package and reads its installed version without importing it,
+    as importing the SDK costs about a fifth of a second of CPU on a small host, paid on every host of every run.
     O(check=import) imports them, which also catches a broken installation (a dependency missing); a module
     that then cannot import the SDK fails with the import error either way.
   - Never fails for a missing SDK; it says so in RV(usable) and RV(error). One module run answers what would
