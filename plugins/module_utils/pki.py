@@ -69,12 +69,11 @@ def _san_extension(names):
 
 
 def _certificate_names(cert):
-    try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    found = _extension(cert, x509.SubjectAlternativeName)
+    if found is None:
         return set()
-    return {"DNS:" + value for value in extension.get_values_for_type(x509.DNSName)} | {
-        "IP:" + str(value) for value in extension.get_values_for_type(x509.IPAddress)
+    return {"DNS:" + value for value in found.value.get_values_for_type(x509.DNSName)} | {
+        "IP:" + str(value) for value in found.value.get_values_for_type(x509.IPAddress)
     }
 
 

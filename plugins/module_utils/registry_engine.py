@@ -16,10 +16,10 @@ import http.client
 import os
 import socket
 import ssl
-import tempfile
 import time
 from urllib.parse import urlparse
 
+from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 from ansible_collections.fleet.images.plugins.module_utils.htpasswd import HtpasswdError, available_backend, plan_htpasswd
 from ansible_collections.fleet.images.plugins.module_utils.registry import (
     CONTAINER_PORT,
@@ -87,23 +87,6 @@ def read_text(path, what):
         raise RegistryDeployError("%s %s does not exist" % (what, path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryDeployError("Cannot read %s %s: %s" % (what, path, exc)) from exc
-
-
-def atomic_write(path, text, mode):
-    """Write next to `path`, then rename: the registry never sees half a file."""
-    directory = os.path.dirname(path)
-    handle, temp_path = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            os.fchmod(temp.fileno(), mode)
-            temp.write(text.encode("utf-8"))
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.rename(temp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
 
 
 def check_tls_pair(cert_path, key_path, warnings):
@@ -415,7 +398,7 @@ def deploy(client, params, check_mode):
         os.makedirs(params["data_dir"], mode=0o755)
     if write_htpasswd:
         os.makedirs(os.path.dirname(htpasswd_path), mode=0o700, exist_ok=True)
-        atomic_write(htpasswd_path, users_plan.content, 0o600)
+        atomic_write(htpasswd_path, users_plan.content.encode("utf-8"), 0o600)
 
     if action in ("create", "recreate"):
         if container is not None:

@@ -66,6 +66,11 @@ def read_file(path):
     return {"content": data.decode("utf-8", "replace"), "mode": "%04o" % mode}
 
 
+def holds(path, content, mode):
+    """True when the file at `path` has exactly `content` and `mode` (what write_file would leave)."""
+    return read_file(path) == {"content": content, "mode": "%04o" % mode}
+
+
 def write_file(path, content, mode):
     """Write `content` atomically with `mode`, owned by root. Returns True when anything changed."""
     changed = atomic_write(path, content.encode("utf-8"), mode)
@@ -116,7 +121,7 @@ def install_ca(path, ca_cert, check_mode=False):
     directory = os.path.dirname(path)
     made = not os.path.isdir(directory) and ensure_directory(directory, 0o755, check_mode)
     if check_mode:
-        return made or read_file(path) != {"content": content, "mode": "0644"}
+        return made or not holds(path, content, 0o644)
     return write_file(path, content, 0o644) or made
 
 

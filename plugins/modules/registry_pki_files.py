@@ -115,7 +115,7 @@ names:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.registry_host import ensure_directory, own_names, read_file, write_file
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import ensure_directory, holds, own_names, read_file, write_file
 
 
 def octal(module, value, where):
@@ -150,8 +150,7 @@ def main():
         for item in module.params["write"]:
             mode = octal(module, item["mode"], item["path"])
             if module.check_mode:
-                current = read_file(item["path"])
-                if current != {"content": item["content"], "mode": "%04o" % mode}:
+                if not holds(item["path"], item["content"], mode):
                     result["written"].append(item["path"])
             elif write_file(item["path"], item["content"], mode):
                 result["written"].append(item["path"])

@@ -8,10 +8,10 @@ import stat
 import pytest
 import trustme
 
+from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 from ansible_collections.fleet.images.plugins.module_utils.registry_engine import (
     RegistryDeployError,
     addresses_overlap,
-    atomic_write,
     check_tls_pair,
     engine_probe_host,
     is_local_engine,
@@ -108,7 +108,7 @@ def test_atomic_write_sets_the_mode_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "htpasswd"
     target.write_text("old\n")
     os.chmod(target, 0o644)
-    atomic_write(str(target), "ci:$2b$08$x\n", 0o600)
+    atomic_write(str(target), b"ci:$2b$08$x\n", 0o600)
     assert target.read_text() == "ci:$2b$08$x\n"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert os.listdir(tmp_path) == ["htpasswd"]
