@@ -137,7 +137,17 @@ def certificate_pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def ca_problem(cert, key, common_name, renew_before):
+def _expiry_problem(cert, now, renew_before):
+    """Why a certificate's dates call for a new one: already expired, or expiring within the renewal window."""
+    not_after = _not_after(cert)
+    if now is not None and not_after <= now:
+        return "it expired on %s (already expired, not merely within the renewal window)" % not_after.date().isoformat()
+    if not_after <= renew_before:
+        return "it expires on %s, within the renewal window" % not_after.date().isoformat()
+    return None
+
+
+def ca_problem(cert, key, common_name, renew_before, now=None):
     """Why the CA certificate must be made again, or None when it is still right."""
     if not _same_public_key(cert, key):
         return "does not belong to the CA key"
@@ -147,12 +157,10 @@ def ca_problem(cert, key, common_name, renew_before):
     usage = _extension(cert, x509.KeyUsage)
     if constraints is None or not constraints.value.ca or usage is None or not usage.value.key_cert_sign:
         return "it is not a CA certificate"
-    if _not_after(cert) <= renew_before:
-        return "it expires on %s" % _not_after(cert).date().isoformat()
-    return None
+    return _expiry_problem(cert, now, renew_before)
 
 
-def server_problem(cert, key, ca_cert, common_name, names, renew_before):
+def server_problem(cert, key, ca_cert, common_name, names, renew_before, now=None):
     """Why the server certificate must be issued again, or None when it is still right."""
     if not _same_public_key(cert, key):
         return "does not belong to the server key"
@@ -175,9 +183,7 @@ def server_problem(cert, key, ca_cert, common_name, names, renew_before):
     usage = _extension(cert, x509.ExtendedKeyUsage)
     if usage is None or ExtendedKeyUsageOID.SERVER_AUTH not in usage.value:
         return "it is not a TLS server certificate"
-    if _not_after(cert) <= renew_before:
-        return "it expires on %s, within the renewal window" % _not_after(cert).date().isoformat()
-    return None
+    return _expiry_problem(cert, now, renew_before)
 
 
 def _builder(subject, issuer, public_key, now, valid_days):
@@ -252,7 +258,7 @@ def plan_pki(current, ca_common_name, server_name, names, ca_valid_days, cert_va
     ca_key = key_for(CA_KEY)
     ca_cert, why = load_certificate(current.get(CA_CERT, ""))
     if ca_cert is not None:
-        why = ca_problem(ca_cert, ca_key, ca_common_name, now + datetime.timedelta(days=renew_days))
+        why = ca_problem(ca_cert, ca_key, ca_common_name, now + datetime.timedelta(days=renew_days), now)
     if why is None:
         files[CA_CERT] = pem_text(current[CA_CERT])
     else:
@@ -262,7 +268,7 @@ def plan_pki(current, ca_common_name, server_name, names, ca_valid_days, cert_va
     server_key = key_for(SERVER_KEY)
     cert, why = load_certificate(current.get(SERVER_CERT, ""))
     if cert is not None:
-        why = server_problem(cert, server_key, ca_cert, server_name, names, now + datetime.timedelta(days=renew_days))
+        why = server_problem(cert, server_key, ca_cert, server_name, names, now + datetime.timedelta(days=renew_days), now)
     if why is None:
         files[SERVER_CERT] = pem_text(current[SERVER_CERT])
     else:

@@ -5,9 +5,10 @@
 
 Nothing here talks to Docker; registry_engine.py does, with these functions deciding what to do.
 
-How the container is configured: everything goes through REGISTRY_* environment variables, the
-override mechanism distribution documents for every configuration key. They work the same with
-registry:2, registry:3 and the lab's image, whatever config.yml the image carries.
+How the container is configured: the module renders distribution's whole configuration into a
+root-only file (mode 0600) that is mounted read-only and given as the `serve` argument, so it works
+the same with registry:2, registry:3 and the lab's image, whatever config.yml the image carries,
+and no setting (http.secret, storage keys) sits in the container's environment or labels.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ DATA_MOUNT = "/var/lib/registry"
 CERT_MOUNT = "/certs/tls.crt"
 KEY_MOUNT = "/certs/tls.key"
 HTPASSWD_MOUNT = "/auth/htpasswd"
+CONFIG_MOUNT = "/etc/fleet-images/registry/config.yml"
 LABEL_MANAGED = "fleet.images.registry.managed"
 LABEL_FINGERPRINT = "fleet.images.registry.fingerprint"
 LABEL_INPUTS = "fleet.images.registry.inputs"
 DEFAULT_CONFIG_ROOT = "/etc/fleet-images/registry"
 DEFAULT_DATA_ROOT = "/var/lib/fleet-images/registry"
 DOCKER_HUB_DOMAINS = ("docker.io", "index.docker.io", "registry-1.docker.io")
-ENV_KEY_PART_RE = re.compile(r"^[A-Za-z0-9]+$")
 NAME_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 HOST_PORT_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
@@ -38,81 +39,89 @@ class RegistryConfigError(Exception):
     """An option value the registry cannot run with; the message names the option."""
 
 
-def _env_value(value, path):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        # distribution parses each variable as YAML; JSON is valid YAML.
-        return json.dumps(value)
-    raise RegistryConfigError("config.%s: %r cannot be passed to the registry (expected a string, number, boolean, list or dict)"
-                              % (".".join(path), value))
+TLS_VERSIONS = {"1.2": "tls1.2", "1.3": "tls1.3"}
+# Keys of the storage section that are not a storage driver.
+STORAGE_SETTINGS = ("maintenance", "cache", "delete", "redirect", "tag")
+# Configuration paths that belong to module options, with the option to use instead.
+MANAGED_PATHS = {
+    ("http", "addr"): "port and bind_address",
+    ("http", "tls"): "tls, tls_cert, tls_key and tls_min_version",
+    ("auth",): "users",
+    ("storage", "delete"): "delete_enabled",
+    ("storage", "maintenance", "readonly"): "read_only",
+}
 
 
-def config_env(config, _path=()):
-    """Flatten the `config` option into REGISTRY_* variables: {"storage": {"maintenance": ...}} → REGISTRY_STORAGE_MAINTENANCE_...
+def _check_user_config(config, path=()):
+    """Refuse keys the module manages and values distribution cannot take; the message names the key."""
+    for key, value in (config or {}).items():
+        where = path + (str(key),)
+        dotted = ".".join(where)
+        if not isinstance(key, str) or not key:
+            raise RegistryConfigError("config.%s: keys must be non-empty strings" % dotted)
+        for managed, option in MANAGED_PATHS.items():
+            if where[:len(managed)] == managed:
+                raise RegistryConfigError("config.%s is set by the module from %s: use that option instead" % (dotted, option))
+        if value is None:
+            raise RegistryConfigError("config.%s has no value" % dotted)
+        if isinstance(value, dict):
+            _check_user_config(value, where)
+        elif not isinstance(value, (str, bool, int, float, list)):
+            raise RegistryConfigError("config.%s: %r cannot be passed to the registry (expected a string, number, boolean, list "
+                                      "or dict)" % (dotted, value))
 
-    distribution splits variable names on '_', so a key holding '_', '-' or '.' cannot be expressed
-    and is refused.
+
+def _merge(base, extra):
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def render_config(config, tls, auth, delete_enabled, realm, read_only=False, tls_min_version="1.2"):
+    """The whole distribution configuration: the module's settings with the user's `config` merged in.
+
+    It goes into a root-only file mounted read-only, never into the environment: values such as
+    http.secret or storage keys must not be readable with `docker inspect`.
     """
-    env = {}
+    _check_user_config(config)
+    if tls_min_version not in TLS_VERSIONS:
+        raise RegistryConfigError("tls_min_version %r is not one of %s" % (tls_min_version, ", ".join(sorted(TLS_VERSIONS))))
+    storage = {"delete": {"enabled": bool(delete_enabled)}}
+    user_storage = (config or {}).get("storage") or {}
+    if not any(key not in STORAGE_SETTINGS for key in user_storage):
+        # No storage driver given: the data directory mounted at DATA_MOUNT.
+        storage["filesystem"] = {"rootdirectory": DATA_MOUNT}
+    if read_only:
+        # Writes refused (HTTP 405); no upload purging on storage another registry writes to.
+        storage["maintenance"] = {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}}
+    http = {"addr": ":%d" % CONTAINER_PORT}
+    if tls:
+        http["tls"] = {"certificate": CERT_MOUNT, "key": KEY_MOUNT, "minimumtls": TLS_VERSIONS[tls_min_version]}
+    rendered = {"version": "0.1", "storage": storage, "http": http}
+    if auth:
+        rendered["auth"] = {"htpasswd": {"realm": realm, "path": HTPASSWD_MOUNT}}
+    return _merge(rendered, config or {})
+
+
+def config_text(rendered):
+    """The configuration file's content (JSON, which distribution's YAML parser reads), stable for a given config."""
+    return json.dumps(rendered, sort_keys=True, indent=2) + "\n"
+
+
+def flatten_config(config, _path=()):
+    """{"log": {"level": "info"}} → {"log.level": "info"}."""
+    flat = {}
     for key, value in (config or {}).items():
         path = _path + (str(key),)
-        where = ".".join(path)
-        if not ENV_KEY_PART_RE.match(path[-1]):
-            raise RegistryConfigError(
-                "config.%s: the key %r cannot be passed as a REGISTRY_* environment variable (letters and digits only; "
-                "distribution splits variable names on '_')" % (where, path[-1])
-            )
-        if isinstance(value, dict):
-            env.update(config_env(value, path))
-        elif value is None:
-            raise RegistryConfigError("config.%s has no value" % where)
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, path))
         else:
-            env["_".join(("REGISTRY",) + tuple(part.upper() for part in path))] = _env_value(value, path)
-    return env
-
-
-def managed_env(tls, auth, delete_enabled, realm):
-    """Variables the module sets itself from its options."""
-    env = {
-        "REGISTRY_HTTP_ADDR": "0.0.0.0:%d" % CONTAINER_PORT,
-        "REGISTRY_STORAGE_DELETE_ENABLED": "true" if delete_enabled else "false",
-    }
-    if tls:
-        env["REGISTRY_HTTP_TLS_CERTIFICATE"] = CERT_MOUNT
-        env["REGISTRY_HTTP_TLS_KEY"] = KEY_MOUNT
-    if auth:
-        env["REGISTRY_AUTH"] = "htpasswd"
-        env["REGISTRY_AUTH_HTPASSWD_REALM"] = realm
-        env["REGISTRY_AUTH_HTPASSWD_PATH"] = HTPASSWD_MOUNT
-    return env
-
-
-def container_env(config, tls, auth, delete_enabled, realm):
-    """All variables of the container; `config` may not redefine what the options already set."""
-    managed = managed_env(tls, auth, delete_enabled, realm)
-    extra = config_env(config)
-    for name in sorted(extra):
-        owner = next((prefix for prefix in MANAGED_PREFIXES if name == prefix or name.startswith(prefix + "_")), None)
-        if owner:
-            raise RegistryConfigError("config sets %s, which the module manages through %s: use that option instead"
-                                      % (name, MANAGED_PREFIXES[owner]))
-    env = dict(extra)
-    env.update(managed)
-    return env
-
-
-# Variable prefixes that belong to module options, with the option to use instead.
-MANAGED_PREFIXES = {
-    "REGISTRY_HTTP_ADDR": "port and bind_address",
-    "REGISTRY_HTTP_TLS": "tls, tls_cert and tls_key",
-    "REGISTRY_AUTH": "users",
-    "REGISTRY_STORAGE_DELETE": "delete_enabled",
-}
+            flat[".".join(path)] = value
+    return flat
 
 
 def is_wildcard(address):
@@ -148,9 +157,10 @@ def sha256_text(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def build_spec(params, image_id, env, htpasswd_path=None):
+def build_spec(params, image_id, config_path, htpasswd_path=None):
     """What the container is created with, from the module's options and the image's ID."""
-    mounts = [{"source": params["data_dir"], "target": DATA_MOUNT, "read_only": False}]
+    mounts = [{"source": params["data_dir"], "target": DATA_MOUNT, "read_only": False},
+              {"source": config_path, "target": CONFIG_MOUNT, "read_only": True}]
     if params["tls"]:
         mounts.append({"source": params["tls_cert"], "target": CERT_MOUNT, "read_only": True})
         mounts.append({"source": params["tls_key"], "target": KEY_MOUNT, "read_only": True})
@@ -163,19 +173,20 @@ def build_spec(params, image_id, env, htpasswd_path=None):
         "bind_address": params["bind_address"],
         "port": params["port"],
         "mounts": mounts,
-        "env": dict(sorted(env.items())),
+        "command": ["serve", CONFIG_MOUNT],
         "restart_policy": params["restart_policy"],
     }
 
 
-def spec_inputs(spec, file_digests, users, tls, delete_enabled, config_names=()):
+def spec_inputs(spec, file_digests, users, tls, delete_enabled, rendered_config, user_config=None):
     """Everything the container runs with, secrets reduced to digests: stored as a label, compared next run.
 
     `file_digests` maps tls_cert, tls_key and htpasswd to the sha256 of their content: a file
     replaced in place (certificate renewal, password change) changes the fingerprint even though
-    its path does not. Variables named in `config_names` come from the user's `config` and may
-    hold secrets (storage credentials, http.secret): only a digest of their value is kept.
+    its path does not. Configuration values that come from the user's `config` may hold secrets
+    (storage credentials, http.secret): only a digest of them is kept.
     """
+    secret_paths = set(flatten_config(user_config))
     inputs = {
         "image": spec["image"],
         "image_id": spec["image_id"],
@@ -186,7 +197,8 @@ def spec_inputs(spec, file_digests, users, tls, delete_enabled, config_names=())
         "delete_enabled": bool(delete_enabled),
         "users": sorted(users),
         "mounts": ["%s:%s:%s" % (m["source"], m["target"], "ro" if m["read_only"] else "rw") for m in spec["mounts"]],
-        "env": {name: sha256_text(value)[:23] if name in config_names else value for name, value in spec["env"].items()},
+        "config": {path: sha256_text(json.dumps(value, sort_keys=True))[:23] if path in secret_paths else value
+                   for path, value in flatten_config(rendered_config).items()},
     }
     for name in ("tls_cert", "tls_key", "htpasswd"):
         if file_digests.get(name):
@@ -199,14 +211,14 @@ def fingerprint(inputs):
 
 
 def changed_inputs(old, new):
-    """Names of the inputs that differ, config variables as env.NAME; None for `old` means no record."""
+    """Names of the inputs that differ, configuration keys as config.KEY; None for `old` means no record."""
     if old is None:
         return ["container"]
     changed = []
     for key in sorted(set(old) | set(new)):
-        if key == "env":
-            old_env, new_env = old.get("env") or {}, new.get("env") or {}
-            changed.extend("env.%s" % name for name in sorted(set(old_env) | set(new_env)) if old_env.get(name) != new_env.get(name))
+        if key in ("env", "config"):
+            old_env, new_env = old.get(key) or {}, new.get(key) or {}
+            changed.extend("%s.%s" % (key, name) for name in sorted(set(old_env) | set(new_env)) if old_env.get(name) != new_env.get(name))
         elif old.get(key) != new.get(key):
             changed.append(key)
     return changed
@@ -239,6 +251,10 @@ def container_labels(inputs):
 
 def default_htpasswd_path(name):
     return "%s/%s/htpasswd" % (DEFAULT_CONFIG_ROOT, name)
+
+
+def default_config_path(name):
+    return "%s/%s/config.yml" % (DEFAULT_CONFIG_ROOT, name)
 
 
 def default_data_dir(name):

@@ -24,15 +24,16 @@ from ansible_collections.fleet.images.plugins.module_utils.htpasswd import Htpas
 from ansible_collections.fleet.images.plugins.module_utils.registry import (
     CONTAINER_PORT,
     LABEL_FINGERPRINT,
+    LABEL_MANAGED,
     MANIFEST_ACCEPT,
     RegistryConfigError,
     build_spec,
     certs_d_ca_path,
     changed_inputs,
     check_name,
-    config_env,
-    container_env,
+    config_text,
     container_labels,
+    default_config_path,
     default_data_dir,
     default_htpasswd_path,
     diff_view,
@@ -44,6 +45,7 @@ from ansible_collections.fleet.images.plugins.module_utils.registry import (
     parse_inputs_label,
     probe_host,
     registry_url,
+    render_config,
     repo_digest_matches,
     sha256_text,
     spec_inputs,
@@ -69,6 +71,10 @@ except ImportError:
 
 LOG_LINES = 30
 STOP_TIMEOUT = 10
+# A redeploy first runs the new settings in <name>-candidate (on an ephemeral loopback port), then
+# parks the running registry as <name>-previous until the new one answers.
+CANDIDATE_SUFFIX = "-candidate"
+PREVIOUS_SUFFIX = "-previous"
 
 
 class RegistryDeployError(Exception):
@@ -279,19 +285,21 @@ def is_local_engine(docker_host):
     return not docker_host or docker_host.startswith("unix://")
 
 
-def create_container(client, spec, labels):
-    restart = {"Name": spec["restart_policy"]}
-    if spec["restart_policy"] == "on-failure":
+def create_container(client, spec, labels, name=None, candidate=False):
+    """The registry container of `spec`; a candidate gets `name`, an ephemeral loopback port and no restart policy."""
+    restart = {"Name": "no" if candidate else spec["restart_policy"]}
+    if restart["Name"] == "on-failure":
         restart["MaximumRetryCount"] = 0
     mounts = [Mount(m["target"], m["source"], type="bind", read_only=m["read_only"]) for m in spec["mounts"]]
+    binding = ("127.0.0.1",) if candidate else (spec["bind_address"] or "0.0.0.0", spec["port"])
     return client.containers.create(
         spec["image"],
-        name=spec["name"],
+        command=spec["command"],
+        name=name or spec["name"],
         detach=True,
-        environment=spec["env"],
         labels=labels,
         mounts=mounts,
-        ports={"%d/tcp" % CONTAINER_PORT: (spec["bind_address"] or "0.0.0.0", spec["port"])},
+        ports={"%d/tcp" % CONTAINER_PORT: binding},
         restart_policy=restart,
     )
 
@@ -315,13 +323,132 @@ def plan_users(params, htpasswd_path):
         raise RegistryDeployError(str(exc)) from exc
 
 
+def _is_managed(container):
+    return (container.labels or {}).get(LABEL_MANAGED) == "fleet.images.registry_deploy"
+
+
+def clean_leftovers(client, name, check_mode):
+    """The container named `name`, after undoing what an interrupted run left behind.
+
+    A candidate container is removed; a registry parked as <name>-previous is renamed back when
+    no <name> exists (the run stopped half way through a swap), removed otherwise. In check mode
+    nothing is touched and the parked registry stands for <name>.
+    """
+    current = find_container(client, name)
+    candidate = find_container(client, name + CANDIDATE_SUFFIX)
+    previous = find_container(client, name + PREVIOUS_SUFFIX)
+    if check_mode:
+        return current if current is not None or previous is None or not _is_managed(previous) else previous
+    if candidate is not None and _is_managed(candidate):
+        remove_container(candidate)
+    if previous is not None and _is_managed(previous):
+        if current is None:
+            previous.rename(name)
+            previous.reload()
+            current = previous
+        else:
+            remove_container(previous)
+    return current
+
+
+def read_bytes(path):
+    """A file's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+class FileChanges:
+    """Root-only files written for a deploy, with what they held before, so a failed deploy puts them back.
+
+    A container's bind mount resolves its source when it starts: a registry restored after a failed
+    redeploy must find the files it was started with, not the new ones.
+    """
+
+    def __init__(self):
+        self.before = []
+
+    def write(self, path, data, old):
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self.before.append((path, old))
+        atomic_write(path, data, 0o600)
+
+    def restore(self):
+        while self.before:
+            path, old = self.before.pop()
+            with contextlib.suppress(OSError):
+                if old is None:
+                    os.unlink(path)
+                else:
+                    atomic_write(path, old, 0o600)
+
+
+def try_candidate(client, spec, labels, tls, ca_path, timeout):
+    """Run the new settings in <name>-candidate on an ephemeral loopback port until /v2/ answers; always removed."""
+    candidate = create_container(client, spec, labels, name=spec["name"] + CANDIDATE_SUFFIX, candidate=True)
+    try:
+        candidate.start()
+        candidate.reload()
+        bindings = (candidate.attrs.get("NetworkSettings") or {}).get("Ports", {}).get("%d/tcp" % CONTAINER_PORT) or []
+        if not bindings:
+            raise RegistryDeployError("The candidate container %s got no published port: its last log lines:\n%s"
+                                      % (candidate.name, "\n".join(container_logs(candidate))), logs=container_logs(candidate))
+        url = registry_url("127.0.0.1", int(bindings[0]["HostPort"]), tls)
+        wait_until_ready(candidate, url, ca_path, timeout)
+    except RegistryDeployError as exc:
+        raise RegistryDeployError(
+            "The new settings of registry %s do not work, and the running registry was left as it is, still serving. They "
+            "were tried first in the candidate container %s: %s" % (spec["name"], candidate.name, exc), **exc.details
+        ) from exc
+    finally:
+        remove_container(candidate)
+
+
+def swap(client, old, spec, labels, url, ca_path, timeout, put_files_back):
+    """Park the running registry as <name>-previous, start the new one; put the old one back when it does not answer."""
+    name = spec["name"]
+    was_running = old.status in ("running", "restarting")
+    if was_running:
+        old.stop(timeout=STOP_TIMEOUT)
+    old.rename(name + PREVIOUS_SUFFIX)
+    new = None
+    try:
+        new = create_container(client, spec, labels)
+        new.start()
+        status = wait_until_ready(new, url, ca_path, timeout)
+    except Exception as exc:
+        if new is not None:
+            remove_container(new)
+        put_files_back()
+        old.rename(name)
+        if was_running:
+            old.start()
+        details = getattr(exc, "details", {})
+        message = str(exc) if isinstance(exc, RegistryDeployError) else (getattr(exc, "explanation", None) or str(exc))
+        raise RegistryDeployError("%s\nThe previous registry container %s was put back%s." % (
+            message, name, " and serves again" if was_running else ""), **details) from exc
+    remove_container(old)
+    return new, status
+
+
 def remove(client, params, check_mode):
-    container = find_container(client, params["name"])
+    container = clean_leftovers(client, params["name"], check_mode)
     result = {"changed": container is not None, "recreated": False, "container_id": container.id if container else None,
               "changed_inputs": [], "diff": {"before": {"container": params["name"] if container else None}, "after": {"container": None}}}
     if container is not None and not check_mode:
         remove_container(container)
     return result
+
+
+def check_plain_http_auth(params):
+    if params["users"] and not params["tls"] and not params.get("allow_plain_http_auth"):
+        raise RegistryConfigError(
+            "registry %s: users with tls=false would send every password in clear text over plain HTTP (basic auth). "
+            "Serve TLS (tls=true with tls_cert and tls_key), or set allow_plain_http_auth=true if the network between the "
+            "clients and the registry is trusted." % params["name"]
+        )
 
 
 def deploy(client, params, check_mode):
@@ -330,9 +457,11 @@ def deploy(client, params, check_mode):
     check_name(params["name"])
     if not 1 <= params["port"] <= 65535:
         raise RegistryConfigError("port %d is not a TCP port (1-65535)" % params["port"])
+    check_plain_http_auth(params)
     params = dict(params)
     params["data_dir"] = params["data_dir"] or default_data_dir(params["name"])
     htpasswd_path = params["htpasswd_path"] or default_htpasswd_path(params["name"])
+    config_path = params.get("config_path") or default_config_path(params["name"])
 
     users_plan, htpasswd_before = plan_users(params, htpasswd_path)
     digests = {}
@@ -344,12 +473,14 @@ def deploy(client, params, check_mode):
         digests["htpasswd"] = sha256_text(users_plan.content)
 
     image_id = image_id_of(client, params["image"])
-    env = container_env(params["config"], params["tls"], users_plan is not None, params["delete_enabled"], "%s registry" % params["name"])
-    spec = build_spec(params, image_id, env, htpasswd_path if users_plan is not None else None)
+    rendered = render_config(params["config"], params["tls"], users_plan is not None, params["delete_enabled"],
+                             "%s registry" % params["name"], params.get("read_only", False), params.get("tls_min_version") or "1.2")
+    config_bytes = config_text(rendered).encode("utf-8")
+    spec = build_spec(params, image_id, config_path, htpasswd_path if users_plan is not None else None)
     inputs = spec_inputs(spec, digests, [u["name"] for u in params["users"] or []], params["tls"], params["delete_enabled"],
-                         config_names=set(config_env(params["config"])))
+                         rendered, params["config"])
 
-    container = find_container(client, params["name"])
+    container = clean_leftovers(client, params["name"], check_mode)
     old_inputs = parse_inputs_label(container.labels) if container is not None else None
     same = container is not None and container.labels.get(LABEL_FINGERPRINT) == fingerprint(inputs)
     if container is None:
@@ -373,10 +504,12 @@ def deploy(client, params, check_mode):
         warnings.append("container %s exists but was not created by fleet.images.registry_deploy: it is replaced "
                         "(its anonymous volumes are kept)" % params["name"])
     write_htpasswd = users_plan is not None and users_plan.content != htpasswd_before
+    config_before = read_bytes(config_path)
+    write_config = config_before != config_bytes
     makes_data_dir = not os.path.isdir(params["data_dir"])
     url = registry_url(engine_probe_host(params.get("docker_host"), params["bind_address"]), params["port"], params["tls"])
     result = {
-        "changed": bool(action or write_htpasswd or makes_data_dir),
+        "changed": bool(action or write_htpasswd or write_config or makes_data_dir),
         "recreated": action == "recreate",
         "action": action or "none",
         "container_id": container.id if container is not None and action in (None, "start", "restart") else None,
@@ -396,22 +529,38 @@ def deploy(client, params, check_mode):
 
     if makes_data_dir:
         os.makedirs(params["data_dir"], mode=0o755)
-    if write_htpasswd:
-        os.makedirs(os.path.dirname(htpasswd_path), mode=0o700, exist_ok=True)
-        atomic_write(htpasswd_path, users_plan.content.encode("utf-8"), 0o600)
-
-    if action in ("create", "recreate"):
-        if container is not None:
-            remove_container(container)
-        container = create_container(client, spec, container_labels(inputs))
-        container.start()
-    elif action == "start":
-        container.start()
-    elif action == "restart":
-        container.restart(timeout=STOP_TIMEOUT)
+    files = FileChanges()
+    labels = container_labels(inputs)
+    timeout = params["wait_timeout"]
+    ca_path = params.get("tls_ca")
+    try:
+        if write_htpasswd:
+            files.write(htpasswd_path, users_plan.content.encode("utf-8"), htpasswd_before.encode("utf-8") if htpasswd_before else None)
+        if write_config:
+            files.write(config_path, config_bytes, config_before)
+        if action == "create":
+            container = create_container(client, spec, labels)
+            try:
+                container.start()
+                result["status"] = wait_until_ready(container, url, ca_path, timeout)
+            except Exception:
+                # Nothing ran before: leave nothing behind (the log lines are in the message).
+                remove_container(container)
+                raise
+        elif action == "recreate":
+            if container.status == "running" and is_local_engine(params.get("docker_host")):
+                try_candidate(client, spec, labels, params["tls"], ca_path, timeout)
+            container, result["status"] = swap(client, container, spec, labels, url, ca_path, timeout, files.restore)
+        elif action == "start":
+            container.start()
+            result["status"] = wait_until_ready(container, url, ca_path, timeout)
+        elif action == "restart":
+            container.restart(timeout=STOP_TIMEOUT)
+            result["status"] = wait_until_ready(container, url, ca_path, timeout)
+    except Exception:
+        files.restore()
+        raise
     result["container_id"] = container.id
-    if action:
-        result["status"] = wait_until_ready(container, url, params.get("tls_ca"), params["wait_timeout"])
     return result
 
 

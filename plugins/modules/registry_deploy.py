@@ -24,8 +24,16 @@ description:
     and leaves the running registry as it was.
   - After (re)starting, waits until C(/v2/) answers (HTTP 401 with users, 200 without) and otherwise fails with the
     container's last log lines.
-  - Extra registry configuration (O(config)) is passed as C(REGISTRY_*) environment variables, distribution's override
-    mechanism for every configuration key; it works the same with any image's own C(config.yml).
+  - The whole registry configuration (the module's settings and O(config)) is rendered into O(config_path), a root-only
+    file (mode 0600) mounted read-only and given to C(registry serve); the image's own C(config.yml) is not used. No
+    setting is put into the container's environment or labels, so secrets in O(config) (C(http.secret), storage keys)
+    are not readable with C(docker inspect); the recorded inputs hold only digests of them.
+  - A redeploy keeps the running registry serving until the new one answers. With a local engine the new settings are
+    first tried in a candidate container (C(<name>-candidate), on an ephemeral loopback port); only when it answers is
+    the running registry stopped and parked as C(<name>-previous), and the new one started. When the new one does not
+    answer within O(wait_timeout), it is removed, the files written in this run get their old content back and the
+    parked registry is renamed back and started. A run interrupted half way is finished by the next one (a leftover
+    candidate is removed, a parked registry renamed back).
   - O(data_dir) is bind-mounted at C(/var/lib/registry) and survives recreation and O(state=absent).
 extends_documentation_fragment:
   - fleet.images.docker
@@ -103,6 +111,7 @@ options:
       - Users allowed to push and pull, written as bcrypt entries to O(htpasswd_path) (mode 0600).
       - Users not in the list are removed from the file. An empty list turns authentication off.
       - A password is hashed only when it differs from the stored hash.
+      - Refused with O(tls=false) (basic authentication would send passwords in clear) unless O(allow_plain_http_auth=true).
     type: list
     elements: dict
     default: []
@@ -128,6 +137,29 @@ options:
       - Host path of the htpasswd file, mounted read-only into the container. Its directory is created with mode 0700.
       - Defaults to C(/etc/fleet-images/registry/<name>/htpasswd).
     type: path
+  allow_plain_http_auth:
+    description:
+      - Accept O(users) with O(tls=false). Every client then sends its password in clear text over plain HTTP.
+    type: bool
+    default: false
+  tls_min_version:
+    description:
+      - Oldest TLS version the registry accepts (C(http.tls.minimumtls)). Set explicitly, not left to the image's default.
+    type: str
+    choices: ["1.2", "1.3"]
+    default: "1.2"
+  read_only:
+    description:
+      - Serve the storage read-only (C(storage.maintenance.readonly)): pulls work, every push and delete is refused with
+        HTTP 405, and no upload purging runs. For a pull endpoint over storage that another registry container (the push
+        endpoint) writes to.
+    type: bool
+    default: false
+  config_path:
+    description:
+      - Host path of the rendered registry configuration (mode 0600, its directory 0700), mounted read-only.
+      - Defaults to C(/etc/fleet-images/registry/<name>/config.yml).
+    type: path
   delete_enabled:
     description:
       - Allow deleting manifests and blobs through the API (C(storage.delete.enabled)).
@@ -141,24 +173,24 @@ options:
     default: always
   config:
     description:
-      - "Extra registry configuration as a nested dict, passed as C(REGISTRY_*) environment variables:
-        C({log: {level: debug}}) becomes C(REGISTRY_LOG_LEVEL=debug)."
-      - Keys may hold letters and digits only (distribution splits variable names on C(_)). Lists are passed as JSON.
-      - Distribution reads a few sections correctly only from its configuration file; in 2.8, C(storage.maintenance)
-        given this way makes the registry stop at start (the module then fails with its log lines).
-      - Keys the module sets from its own options (C(http.addr), C(http.tls), C(auth), C(storage.delete)) are refused.
+      - "Extra registry configuration as a nested dict, merged into the configuration file the module renders:
+        C({log: {level: debug}, http: {secret: ...}})."
+      - Keys the module sets from its own options (C(http.addr), C(http.tls), C(auth), C(storage.delete),
+        C(storage.maintenance.readonly)) are refused. A storage driver given here (for example C(storage.s3)) replaces
+        the default C(filesystem) one on O(data_dir).
+      - A setting distribution refuses fails the task with the registry's log lines; a running registry keeps serving.
     type: dict
     default: {}
   wait_timeout:
     description:
-      - Seconds to wait for C(/v2/) to answer after the container (re)started.
+      - Seconds to wait for C(/v2/) to answer after the container (or the candidate) started.
     type: int
     default: 60
 notes:
   - The port check binds O(bind_address):O(port) itself when the engine is local (a C(unix://) socket), so it also sees
     processes outside Docker; with a remote engine it only looks at the engine's containers.
-  - Certificate, key and htpasswd are mounted as single files. A file replaced by rename keeps the old content inside
-    the running container; that is why a changed content recreates the container.
+  - Certificate, key, htpasswd and configuration are mounted as single files. A file replaced by rename keeps the old
+    content inside the running container; that is why a changed content recreates the container.
 seealso:
   - module: fleet.images.image_load
   - module: fleet.images.image_push
@@ -271,6 +303,10 @@ def main():
             )),
             htpasswd_path=dict(type="path"),
             bcrypt_cost=dict(type="int", default=8),
+            allow_plain_http_auth=dict(type="bool", default=False),
+            tls_min_version=dict(type="str", choices=["1.2", "1.3"], default="1.2"),
+            read_only=dict(type="bool", default=False),
+            config_path=dict(type="path"),
             delete_enabled=dict(type="bool", default=False),
             restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
             config=dict(type="dict", default={}),

@@ -1,11 +1,12 @@
 """registry_deploy against this machine's real engine and the lab's registry:2 image, on loopback ports.
 
-Every container is named itest-registry-<random> and removed when its test ends.
+Every container is named fi-reg-<random> and removed when its test ends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import ssl
@@ -34,15 +35,16 @@ def names(engine):
     handed = []
 
     def make():
-        handed.append("itest-registry-%s" % uuid.uuid4().hex[:8])
+        handed.append("fi-reg-%s" % uuid.uuid4().hex[:8])
         return handed[-1]
 
     yield make
     for name in handed:
-        try:
-            engine.containers.get(name).remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
+        for suffix in ("", "-candidate", "-previous"):
+            try:
+                engine.containers.get(name + suffix).remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
 
 
 class Pki:
@@ -88,6 +90,7 @@ def make_params(tmp_path, pki, names):
             bind_address="127.0.0.1",
             data_dir=str(tmp_path / ("data-" + name)),
             htpasswd_path=str(tmp_path / ("auth-" + name) / "htpasswd"),
+            config_path=str(tmp_path / ("auth-" + name) / "config.yml"),
             tls_cert=pki.cert_path,
             tls_key=pki.key_path,
             tls_ca=pki.ca_path,
@@ -245,7 +248,8 @@ def test_a_renewed_certificate_recreates_once(engine, make_params, pki, run_modu
         ("absent_image", "Image fleet-itest/absent-registry:0 is not on this host's Docker Engine"),
         ("port_in_use", "is already in use by another process on this host"),
         ("port_of_container", "is already published by the container"),
-        ("bad_config", "config.http.headers.X-Frame-Options: the key"),
+        ("bad_config", "config.auth is set by the module from users"),
+        ("plain_http_auth", "would send every password in clear text over plain HTTP"),
         ("long_password", "longer than 72 bytes"),
     ],
 )
@@ -276,7 +280,9 @@ def test_bad_input_fails_naming_it_and_the_registry_keeps_running(engine, make_p
         bad["port"] = other["port"]
         message += " " + other["name"]
     elif breakage == "bad_config":
-        bad["config"] = {"http": {"headers": {"X-Frame-Options": ["DENY"]}}}
+        bad["config"] = {"auth": {"token": {"realm": "https://elsewhere"}}}
+    elif breakage == "plain_http_auth":
+        bad.update(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
     elif breakage == "long_password":
         bad["users"] = [{"name": "ci", "password": "x" * 73}]
     try:
@@ -351,25 +357,30 @@ def test_plain_http_without_users_when_asked(make_params, run_module):
     assert requests.get(result["url"] + "/v2/", timeout=10).status_code == 200
 
 
-def test_config_and_options_reach_the_container(engine, make_params, run_module):
-    config = {"log": {"level": "info"}, "http": {"secret": "itest-shared-secret"}, "storage": {"cache": {"blobdescriptor": "inmemory"}}}
+def test_config_and_options_reach_the_container_through_a_root_only_file(engine, make_params, run_module):
+    config = {"log": {"level": "info"}, "http": {"secret": "fi-reg-shared-secret"}, "storage": {"cache": {"blobdescriptor": "inmemory"}}}
     params = make_params(delete_enabled=True, restart_policy="unless-stopped", config=config)
     first = run_module("registry_deploy", params, diff=True)
     assert not first["failed"], first.get("msg")
-    assert "itest-shared-secret" not in repr(first["diff"])
+    assert "fi-reg-shared-secret" not in repr(first["diff"])
     attrs = engine.containers.get(params["name"]).attrs
-    env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
-    assert env["REGISTRY_HTTP_SECRET"] == "itest-shared-secret"
-    assert env["REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR"] == "inmemory"
-    assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
+    assert not [item for item in attrs["Config"]["Env"] or [] if item.startswith("REGISTRY_")]
+    assert stat.S_IMODE(os.stat(params["config_path"]).st_mode) == 0o600
+    with open(params["config_path"]) as handle:
+        rendered = json.load(handle)
+    assert rendered["http"]["secret"] == "fi-reg-shared-secret"
+    assert rendered["storage"]["cache"] == {"blobdescriptor": "inmemory"}
+    assert rendered["storage"]["delete"] == {"enabled": True}
+    assert rendered["http"]["tls"]["minimumtls"] == "tls1.2"
     assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     binds = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
     assert binds["/var/lib/registry"] == (params["data_dir"], True)
     assert binds["/certs/tls.key"] == (params["tls_key"], False)
+    assert binds["/etc/fleet-images/registry/config.yml"] == (params["config_path"], False)
     params["config"] = dict(config, log={"level": "warn"})
     changed = run_module("registry_deploy", params, diff=True)
-    assert changed.get("changed_inputs") == ["env.REGISTRY_LOG_LEVEL"], changed.get("msg")
-    assert changed["diff"]["before"]["env"]["REGISTRY_LOG_LEVEL"] != changed["diff"]["after"]["env"]["REGISTRY_LOG_LEVEL"]
+    assert changed.get("changed_inputs") == ["config.log.level"], changed.get("msg")
+    assert changed["diff"]["before"]["config"]["log.level"] != changed["diff"]["after"]["config"]["log.level"]
     assert changed["container_id"] != first["container_id"]
 
 

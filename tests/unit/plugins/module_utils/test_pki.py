@@ -98,8 +98,17 @@ def test_a_certificate_within_the_renewal_window_is_renewed_and_the_ca_kept(firs
 def test_an_expiring_ca_is_renewed_with_its_key_and_the_server_certificate_still_verifies(first):
     later = plan(first["files"], now=NOW + datetime.timedelta(days=3640))
     assert "ca.crt" in later["reasons"] and "ca.key" not in later["reasons"]
-    # Same key and name: the old server certificate (also expiring by then) is renewed for its own date.
-    assert "expires" in later["reasons"]["server.crt"]
+    # Same key and name: the old server certificate (long expired by then) is renewed for its own date.
+    assert "already expired" in later["reasons"]["server.crt"]
+
+
+def test_an_already_expired_certificate_is_not_said_to_be_within_the_renewal_window(first):
+    expired = plan(first["files"], now=NOW + datetime.timedelta(days=400))
+    reason = expired["reasons"]["server.crt"]
+    assert reason.startswith("it expired on ") and "already expired" in reason, reason
+    assert "within the renewal window" not in reason.replace("not merely within the renewal window", "")
+    soon = plan(first["files"], now=NOW + datetime.timedelta(days=360))
+    assert soon["reasons"]["server.crt"].startswith("it expires on ") and "within the renewal window" in soon["reasons"]["server.crt"]
 
 
 def test_a_broken_ca_key_brings_a_new_ca_and_server_certificate_but_keeps_the_server_key(first):
