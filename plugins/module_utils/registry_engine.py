@@ -423,12 +423,17 @@ def swap(client, old, spec, labels, url, ca_path, timeout, put_files_back):
             remove_container(new)
         put_files_back()
         old.rename(name)
+        back = ""
         if was_running:
             old.start()
+            try:
+                wait_until_ready(old, url, ca_path, timeout)
+                back = " and serves again"
+            except RegistryDeployError as again:
+                back = ", but does not answer either: %s" % again
         details = getattr(exc, "details", {})
         message = str(exc) if isinstance(exc, RegistryDeployError) else (getattr(exc, "explanation", None) or str(exc))
-        raise RegistryDeployError("%s\nThe previous registry container %s was put back%s." % (
-            message, name, " and serves again" if was_running else ""), **details) from exc
+        raise RegistryDeployError("%s\nThe previous registry container %s was put back%s." % (message, name, back), **details) from exc
     remove_container(old)
     return new, status
 

@@ -392,3 +392,142 @@ def test_a_registry_started_by_hand_is_taken_over(engine, make_params, run_modul
     # ansible-core 2.19 returns warnings as structured events, older versions as strings.
     assert "was not created by fleet.images.registry_deploy" in repr(result.get("warnings"))
     assert v2_status(params) == 401
+
+
+# Protections of issue 10: who can write, redeploys that keep serving, secrets, TLS.
+
+
+def leftovers(engine, name):
+    return sorted(c.name for c in engine.containers.list(all=True) if c.name in (name + "-candidate", name + "-previous"))
+
+
+def test_a_redeploy_with_a_setting_distribution_refuses_keeps_the_old_registry_serving(engine, make_params, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    with open(params["config_path"], "rb") as handle:
+        config_before = handle.read()
+    params_bad = dict(params, config={"log": {"level": "shouting"}}, wait_timeout=20)
+    failed = run_module("registry_deploy", params_bad)
+    assert failed["failed"], failed
+    assert "left as it is, still serving" in failed["msg"] and "shouting" in failed["msg"], failed["msg"]
+    assert_still_serving(engine, params, first["container_id"])
+    assert leftovers(engine, params["name"]) == []
+    # The file the running registry was started with is back: a restart of it (reboot) still works.
+    with open(params["config_path"], "rb") as handle:
+        assert handle.read() == config_before
+    again = run_module("registry_deploy", params)
+    assert not again["changed"] and again["container_id"] == first["container_id"], again
+
+
+def test_a_new_registry_that_does_not_answer_gives_the_old_one_back(engine, make_params, run_module, tmp_path):
+    """The swap itself (after a candidate passed, or with a remote engine where there is none) restores the old registry."""
+    from ansible_collections.fleet.images.plugins.module_utils import registry as reg, registry_engine as eng
+
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    broken = tmp_path / "broken.yml"
+    broken.write_text(json.dumps({"version": "0.1", "storage": {"filesystem": {}}, "log": {"level": "shouting"}}))
+    spec = reg.build_spec(dict(params, tls=True, restart_policy="always"), "ignored", str(broken))
+    put_back = []
+    old = engine.containers.get(params["name"])
+    with pytest.raises(eng.RegistryDeployError) as failure:
+        eng.swap(engine, old, spec, {reg.LABEL_MANAGED: "fleet.images.registry_deploy"}, "https://127.0.0.1:%d" % params["port"],
+                 params["tls_ca"], 10, lambda: put_back.append(True))
+    assert "was put back and serves again" in str(failure.value)
+    assert put_back == [True]
+    assert_still_serving(engine, params, first["container_id"])
+    assert leftovers(engine, params["name"]) == []
+
+
+def test_a_run_interrupted_half_way_is_finished_by_the_next(engine, make_params, run_module):
+    params = make_params()
+    first = run_module("registry_deploy", params)
+    assert not first["failed"], first.get("msg")
+    # Killed after parking the old registry, with a candidate still there.
+    old = engine.containers.get(params["name"])
+    old.stop(timeout=5)
+    old.rename(params["name"] + "-previous")
+    engine.containers.create(REGISTRY_IMAGE, name=params["name"] + "-candidate",
+                             labels={"fleet.images.registry.managed": "fleet.images.registry_deploy"})
+    predicted = run_module("registry_deploy", params, check_mode=True)
+    assert predicted["action"] == "start" and leftovers(engine, params["name"]) == [params["name"] + "-candidate",
+                                                                                   params["name"] + "-previous"]
+    back = run_module("registry_deploy", params)
+    assert back["action"] == "start" and not back["failed"], back
+    assert_still_serving(engine, params, first["container_id"])
+    assert leftovers(engine, params["name"]) == []
+
+
+def test_a_read_only_pull_endpoint_and_an_authenticated_push_endpoint_share_storage(engine, make_params, run_module, tmp_path):
+    push = make_params()
+    pull = make_params(users=[], read_only=True, data_dir=push["data_dir"])
+    for params in (push, pull):
+        result = run_module("registry_deploy", params)
+        assert not result["failed"], result.get("msg")
+    ca = push["tls_ca"]
+    for params, refused in ((push, {401}), (pull, {405})):
+        base = "https://127.0.0.1:%d" % params["port"]
+        # Anonymous writes are refused on both endpoints.
+        anonymous = requests.post(base + "/v2/evil/injected/blobs/uploads/", verify=ca, timeout=10)
+        assert anonymous.status_code in refused, (params["name"], anonymous.status_code, anonymous.text)
+        wrong = requests.post(base + "/v2/evil/injected/blobs/uploads/", auth=("ci", "wrong"), verify=ca, timeout=10)
+        assert wrong.status_code in refused, (params["name"], wrong.status_code)
+    # Credentials do not make the read-only endpoint writable.
+    with_credentials = requests.post("https://127.0.0.1:%d/v2/x/blobs/uploads/" % pull["port"], auth=("ci", "first-password"),
+                                     verify=ca, timeout=10)
+    assert with_credentials.status_code == 405
+    digest = push_blob(push, ("ci", "first-password"), b"pushed on the write endpoint, read on the pull one")
+    # Pullable anonymously at once through the read-only endpoint (same filesystem storage, no cache).
+    assert blob_present(pull, None, digest)
+    assert v2_status(pull) == 200
+
+
+def _handshake(port, ca, version):
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False
+    context.minimum_version = context.maximum_version = version
+    if version < ssl.TLSVersion.TLSv1_2:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw) as tls:
+            return tls.version()
+
+
+def test_tls_below_the_minimum_is_refused_and_the_minimum_can_be_raised(make_params, run_module):
+    default = make_params()
+    raised = make_params(tls_min_version="1.3")
+    for params in (default, raised):
+        assert not run_module("registry_deploy", params)["failed"]
+    assert _handshake(default["port"], default["tls_ca"], ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError):
+        _handshake(default["port"], default["tls_ca"], ssl.TLSVersion.TLSv1_1)
+    with pytest.raises(ssl.SSLError):
+        _handshake(raised["port"], raised["tls_ca"], ssl.TLSVersion.TLSv1_2)
+    assert _handshake(raised["port"], raised["tls_ca"], ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+
+
+def test_docker_inspect_holds_no_secret(engine, make_params, run_module):
+    secrets = ["fi-reg-http-secret-0x51", "fi-reg-password-0x52", "fi-reg-s3-secret-0x53"]
+    params = make_params(users=[{"name": "ci", "password": secrets[1]}],
+                         config={"http": {"secret": secrets[0]}, "notifications": {"endpoints": [
+                             {"name": "audit", "url": "https://127.0.0.1:9/x", "disabled": True,
+                              "headers": {"Authorization": ["Bearer " + secrets[2]]}}]}})
+    result = run_module("registry_deploy", params, diff=True)
+    assert not result["failed"], result.get("msg")
+    inspected = json.dumps(engine.api.inspect_container(params["name"]))
+    shown = json.dumps({k: v for k, v in result.items() if k != "invocation"})
+    for secret in secrets:
+        assert secret not in inspected
+        assert secret not in shown
+    with open(params["config_path"]) as handle:
+        assert secrets[0] in handle.read()
+
+
+def test_basic_auth_over_plain_http_only_when_explicitly_allowed(make_params, run_module):
+    params = make_params(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
+    refused = run_module("registry_deploy", params)
+    assert refused["failed"] and "allow_plain_http_auth" in refused["msg"], refused
+    allowed = run_module("registry_deploy", dict(params, allow_plain_http_auth=True))
+    assert not allowed["failed"] and allowed["status"] == 401, allowed
