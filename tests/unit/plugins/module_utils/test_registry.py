@@ -11,8 +11,7 @@ from ansible_collections.fleet.images.plugins.module_utils.registry import (
     RegistryConfigError,
     build_spec,
     changed_inputs,
-    config_env,
-    container_env,
+    config_text,
     container_labels,
     fingerprint,
     host_port,
@@ -21,6 +20,7 @@ from ansible_collections.fleet.images.plugins.module_utils.registry import (
     parse_reference,
     probe_host,
     registry_url,
+    render_config,
     repo_digest_matches,
     spec_inputs,
     target_reference,
@@ -37,87 +37,104 @@ PARAMS = {
     "tls_key": "/etc/pki/server.key",
     "restart_policy": "always",
 }
+CONFIG_PATH = "/etc/fleet-images/registry/registry/config.yml"
 DIGESTS = {"tls_cert": "sha256:" + "c" * 64, "tls_key": "sha256:" + "k" * 64, "htpasswd": "sha256:" + "h" * 64}
 
 
 def inputs_for(params=None, digests=None, config=None, users=("ci",), image_id="sha256:" + "1" * 64, delete_enabled=False):
     params = dict(PARAMS, **(params or {}))
-    env = container_env(config or {}, params["tls"], bool(users), delete_enabled, "registry registry")
-    spec = build_spec(params, image_id, env, "/etc/fleet-images/registry/registry/htpasswd" if users else None)
-    return spec_inputs(spec, dict(DIGESTS, **(digests or {})), list(users), params["tls"], delete_enabled, set(config_env(config or {})))
+    rendered = render_config(config or {}, params["tls"], bool(users), delete_enabled, "registry registry")
+    spec = build_spec(params, image_id, CONFIG_PATH, "/etc/fleet-images/registry/registry/htpasswd" if users else None)
+    return spec_inputs(spec, dict(DIGESTS, **(digests or {})), list(users), params["tls"], delete_enabled, rendered, config or {})
 
 
-# Configuration as REGISTRY_* variables
+# The configuration file
 
 
-def test_nested_config_becomes_registry_variables():
-    env = config_env({
-        "storage": {"maintenance": {"uploadpurging": {"enabled": False, "age": "168h"}}, "cache": {"blobdescriptor": "inmemory"}},
+def test_the_module_settings_and_the_user_config_make_one_file():
+    rendered = render_config({
+        "storage": {"maintenance": {"uploadpurging": {"enabled": False}}, "cache": {"blobdescriptor": "inmemory"}},
         "log": {"level": "debug"},
-        "http": {"secret": "s3cr3t", "debug": {"addr": "127.0.0.1:5001"}},
-        "proxy": {"ttl": 3600},
-        "notifications": {"events": {"includereferences": True}},
-        "validation": {"manifests": {"urls": {"allow": ["^https?://"]}}},
-    })
-    assert env == {
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED": "false",
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "168h",
-        "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR": "inmemory",
-        "REGISTRY_LOG_LEVEL": "debug",
-        "REGISTRY_HTTP_SECRET": "s3cr3t",
-        "REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:5001",
-        "REGISTRY_PROXY_TTL": "3600",
-        "REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES": "true",
-        "REGISTRY_VALIDATION_MANIFESTS_URLS_ALLOW": '["^https?://"]',
+        "http": {"secret": "s3cr3t", "headers": {"X-Content-Type-Options": ["nosniff"]}},
+    }, True, True, False, "site registry")
+    assert rendered == {
+        "version": "0.1",
+        "log": {"level": "debug"},
+        "storage": {"filesystem": {"rootdirectory": registry.DATA_MOUNT}, "delete": {"enabled": False},
+                    "maintenance": {"uploadpurging": {"enabled": False}}, "cache": {"blobdescriptor": "inmemory"}},
+        "http": {"addr": ":5000", "secret": "s3cr3t", "headers": {"X-Content-Type-Options": ["nosniff"]},
+                 "tls": {"certificate": registry.CERT_MOUNT, "key": registry.KEY_MOUNT, "minimumtls": "tls1.2"}},
+        "auth": {"htpasswd": {"realm": "site registry", "path": registry.HTPASSWD_MOUNT}},
     }
+    assert json.loads(config_text(rendered)) == rendered
+    assert config_text(rendered) == config_text(json.loads(config_text(rendered)))
+
+
+@pytest.mark.parametrize("version, expected", [("1.2", "tls1.2"), ("1.3", "tls1.3")])
+def test_the_tls_minimum_is_always_written(version, expected):
+    assert render_config({}, True, False, False, "r", tls_min_version=version)["http"]["tls"]["minimumtls"] == expected
+    with pytest.raises(RegistryConfigError, match="tls_min_version '1.1'"):
+        render_config({}, True, False, False, "r", tls_min_version="1.1")
+
+
+def test_read_only_storage_refuses_writes_and_purges_nothing():
+    storage = render_config({}, True, False, False, "r", read_only=True)["storage"]
+    assert storage["maintenance"] == {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}}
+    assert "maintenance" not in render_config({}, True, False, False, "r")["storage"]
+
+
+def test_a_storage_driver_in_config_replaces_the_filesystem_one():
+    storage = render_config({"storage": {"s3": {"bucket": "b"}}}, True, False, False, "r")["storage"]
+    assert "filesystem" not in storage and storage["s3"] == {"bucket": "b"}
 
 
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"http": {"headers": {"X-Content-Type-Options": ["nosniff"]}}}, r"config\.http\.headers\.X-Content-Type-Options: the key"),
-        ({"storage": {"s3_region": "x"}}, r"config\.storage\.s3_region: the key 's3_region'"),
         ({"log": {"level": None}}, r"config\.log\.level has no value"),
         ({"log": {"level": {1, 2}}}, r"config\.log\.level: .* cannot be passed"),
     ],
-    ids=["dash", "underscore", "none", "set"],
+    ids=["none", "set"],
 )
-def test_config_keys_that_variables_cannot_express_are_refused(config, message):
+def test_config_values_distribution_cannot_take_are_refused(config, message):
     with pytest.raises(RegistryConfigError, match=message):
-        config_env(config)
+        render_config(config, True, True, False, "r")
 
 
 @pytest.mark.parametrize(
     "config, option",
     [
-        ({"http": {"tls": {"certificate": "/x"}}}, "tls, tls_cert and tls_key"),
+        ({"http": {"tls": {"certificate": "/x"}}}, "tls, tls_cert, tls_key and tls_min_version"),
+        ({"http": {"tls": {"minimumtls": "tls1.0"}}}, "tls_min_version"),
         ({"http": {"addr": ":6000"}}, "port and bind_address"),
         ({"auth": {"htpasswd": {"path": "/x"}}}, "users"),
+        ({"auth": {"token": {"realm": "x"}}}, "users"),
         ({"storage": {"delete": {"enabled": True}}}, "delete_enabled"),
+        ({"storage": {"maintenance": {"readonly": {"enabled": False}}}}, "read_only"),
     ],
 )
 def test_config_cannot_redefine_what_options_set(config, option):
     with pytest.raises(RegistryConfigError, match="use that option instead") as caught:
-        container_env(config, True, True, False, "realm")
+        render_config(config, True, True, False, "realm")
     assert option in str(caught.value)
 
 
 def test_config_may_set_neighbours_of_managed_keys():
-    env = container_env({"http": {"host": "https://reg.example:5000", "addrx": "y"}, "storage": {"deletex": "z"}}, True, True, False, "r")
-    assert env["REGISTRY_HTTP_HOST"] == "https://reg.example:5000"
-    assert env["REGISTRY_HTTP_ADDRX"] == "y" and env["REGISTRY_STORAGE_DELETEX"] == "z"
+    rendered = render_config({"http": {"host": "https://reg.example:5000"}, "storage": {"maintenance": {"uploadpurging": {"age": "1h"}}}},
+                             True, True, False, "r")
+    assert rendered["http"]["host"] == "https://reg.example:5000"
+    assert rendered["storage"]["maintenance"] == {"uploadpurging": {"age": "1h"}}
 
 
 @pytest.mark.parametrize("tls, auth", [(True, True), (True, False), (False, True), (False, False)])
-def test_managed_variables_follow_the_options(tls, auth):
-    env = container_env({}, tls, auth, True, "site registry")
-    assert env["REGISTRY_HTTP_ADDR"] == "0.0.0.0:5000"
-    assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
-    assert ("REGISTRY_HTTP_TLS_CERTIFICATE" in env) is tls and ("REGISTRY_HTTP_TLS_KEY" in env) is tls
-    assert (env.get("REGISTRY_AUTH") == "htpasswd") is auth
+def test_managed_settings_follow_the_options(tls, auth):
+    rendered = render_config({}, tls, auth, True, "site registry")
+    assert rendered["http"]["addr"] == ":5000"
+    assert rendered["storage"]["delete"] == {"enabled": True}
+    assert ("tls" in rendered["http"]) is tls
+    assert ("auth" in rendered) is auth
     if auth:
-        assert env["REGISTRY_AUTH_HTPASSWD_PATH"] == registry.HTPASSWD_MOUNT
-        assert env["REGISTRY_AUTH_HTPASSWD_REALM"] == "site registry"
+        assert rendered["auth"]["htpasswd"] == {"realm": "site registry", "path": registry.HTPASSWD_MOUNT}
 
 
 # Fingerprint and what changed
@@ -141,8 +158,8 @@ def test_same_inputs_same_fingerprint_and_nothing_changed():
         ({"params": {"data_dir": "/srv/registry"}}, ["data_dir", "mounts"]),
         ({"params": {"image": "registry:3"}}, ["image"]),
         ({"users": ("ci", "nodes")}, ["users"]),
-        ({"delete_enabled": True}, ["delete_enabled", "env.REGISTRY_STORAGE_DELETE_ENABLED"]),
-        ({"config": {"log": {"level": "debug"}}}, ["env.REGISTRY_LOG_LEVEL"]),
+        ({"delete_enabled": True}, ["config.storage.delete.enabled", "delete_enabled"]),
+        ({"config": {"log": {"level": "debug"}}}, ["config.log.level"]),
     ],
     ids=["cert", "key", "htpasswd", "image-id", "port", "address", "restart", "data-dir", "image", "users", "delete", "config"],
 )
@@ -161,9 +178,9 @@ def test_secret_config_values_are_kept_as_digests_only():
     inputs = inputs_for(config={"http": {"secret": "hunter2-very-secret"}})
     text = json.dumps(inputs)
     assert "hunter2" not in text
-    assert inputs["env"]["REGISTRY_HTTP_SECRET"].startswith("sha256:")
+    assert inputs["config"]["http.secret"].startswith("sha256:")
     # What the module sets itself is readable in a diff.
-    assert inputs["env"]["REGISTRY_HTTP_TLS_CERTIFICATE"] == registry.CERT_MOUNT
+    assert inputs["config"]["http.tls.certificate"] == registry.CERT_MOUNT
 
 
 def test_the_label_round_trips_and_a_broken_label_counts_as_none():
@@ -178,13 +195,14 @@ def test_the_label_round_trips_and_a_broken_label_counts_as_none():
 
 
 def test_spec_mounts_files_read_only_and_storage_read_write():
-    env = container_env({}, True, True, False, "r")
-    spec = build_spec(dict(PARAMS), "sha256:1", env, "/etc/h")
+    spec = build_spec(dict(PARAMS), "sha256:1", CONFIG_PATH, "/etc/h")
     assert [(m["target"], m["read_only"]) for m in spec["mounts"]] == [
-        (registry.DATA_MOUNT, False), (registry.CERT_MOUNT, True), (registry.KEY_MOUNT, True), (registry.HTPASSWD_MOUNT, True),
+        (registry.DATA_MOUNT, False), (registry.CONFIG_MOUNT, True), (registry.CERT_MOUNT, True), (registry.KEY_MOUNT, True),
+        (registry.HTPASSWD_MOUNT, True),
     ]
-    plain = build_spec(dict(PARAMS, tls=False), "sha256:1", container_env({}, False, False, False, "r"))
-    assert [m["target"] for m in plain["mounts"]] == [registry.DATA_MOUNT]
+    assert spec["command"] == ["serve", registry.CONFIG_MOUNT] and "env" not in spec
+    plain = build_spec(dict(PARAMS, tls=False), "sha256:1", CONFIG_PATH)
+    assert [m["target"] for m in plain["mounts"]] == [registry.DATA_MOUNT, registry.CONFIG_MOUNT]
 
 
 def test_container_names_are_checked():
