@@ -1,13 +1,20 @@
-"""The registry after converge: TLS with the role's CA, htpasswd users, images pushed, every host trusting it."""
+"""The registry after converge: TLS with the role's CA, an anonymous read-only pull endpoint (the clients' mirror), an
+authenticated push endpoint on the registry host's loopback, images pushed, every host trusting it."""
 
 import json
 import os
+import re
+import subprocess
 
 import pytest
 
 REGISTRY = "registry-server:5000"
+PUSH = "127.0.0.1:5001"
 CA_DIR = "/etc/docker/certs.d/%s" % REGISTRY
-PKI = "/etc/fleet-images/registry/registry/pki"
+CONFIG_DIR = "/etc/fleet-images/registry/registry"
+PUSH_DIR = CONFIG_DIR + "/push"
+CREDENTIALS = CONFIG_DIR + "/push-credentials"
+PKI = CONFIG_DIR + "/pki"
 USER, PASSWORD = "nodes", "nodes-password-1"
 PUSHED = {
     "library/registry-probe:1": "registry-probe:1",
@@ -64,11 +71,49 @@ def test_the_server_certificate_names_the_host_and_its_address(host):
 def test_htpasswd_holds_bcrypt_entries_only_readable_by_root(host):
     if not is_server(host):
         pytest.skip("registry host only")
-    htpasswd = host.file("/etc/fleet-images/registry/registry/htpasswd")
+    htpasswd = host.file("%s/htpasswd" % PUSH_DIR)
     assert htpasswd.mode == 0o600 and htpasswd.user == "root"
     entries = dict(line.split(":", 1) for line in htpasswd.content_string.splitlines())
-    assert sorted(entries) == ["ci", "nodes"]
+    assert sorted(entries) == ["ci", "fleet-push", "nodes"]
     assert all(value.startswith("$2b$08$") for value in entries.values())
+
+
+def test_the_generated_push_credentials_are_root_only_and_stay_secret(host):
+    if not is_server(host):
+        pytest.skip("registry host only")
+    credentials = host.file(CREDENTIALS)
+    assert credentials.mode == 0o600 and credentials.user == "root"
+    name, password = credentials.content_string.strip().split(":", 1)
+    assert name == "fleet-push" and len(password) == 40
+    for container in ("registry", "registry-push"):
+        inspected = host.check_output("docker inspect %s", container)
+        assert password not in inspected and "nodes-password" not in inspected and "ci-password" not in inspected
+        assert not [item for item in json.loads(inspected)[0]["Config"]["Env"] or [] if item.startswith("REGISTRY_")]
+    for path in ("%s/config.yml" % CONFIG_DIR, "%s/config.yml" % PUSH_DIR):
+        config = host.file(path)
+        assert config.mode == 0o600 and config.user == "root"
+        assert json.loads(config.content_string)["http"]["tls"]["minimumtls"] == "tls1.2"
+    # The push endpoint takes them (and refuses anything else).
+    cacert = "--cacert %s/ca.crt" % CA_DIR
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert, "-u fleet-push:%s" % password) == "200"
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert, "-u fleet-push:%s" % password[:-1]) == "401"
+
+
+def test_a_site_run_prints_no_secret():
+    """A converge with --diff -v: its whole output holds neither the generated nor a given password."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--diff", "-v", os.path.join(scenario, "converge.yml")],
+        capture_output=True, text=True, timeout=600, check=False, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"),
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    recap = re.findall(r"changed=(\d+)", output)
+    assert len(recap) == 3 and set(recap) == {"0"}, output[-3000:]
+    password = subprocess.run(["docker", "exec", "registry-server", "cat", CREDENTIALS], capture_output=True, text=True,
+                              check=True).stdout.strip().split(":", 1)[1]
+    for secret in (password, "ci-password-1", "nodes-password-1"):
+        assert secret not in output
 
 
 def test_every_host_trusts_the_registry_ca_for_docker(host):
@@ -76,13 +121,43 @@ def test_every_host_trusts_the_registry_ca_for_docker(host):
     assert ca.exists and ca.mode == 0o644
     assert "BEGIN CERTIFICATE" in ca.content_string
     # The CA on the host is the one that signed the registry's certificate: TLS verifies with it.
-    assert curl_status(host, "https://%s/v2/" % REGISTRY, "--cacert %s/ca.crt" % CA_DIR) == "401"
+    assert curl_status(host, "https://%s/v2/" % REGISTRY, "--cacert %s/ca.crt" % CA_DIR) == "200"
 
 
-def test_credentials_are_required_and_checked(host):
+def test_the_push_endpoint_wants_credentials_and_checks_them(host):
+    if not is_server(host):
+        pytest.skip("registry host only: the push endpoint listens on its loopback")
     cacert = "--cacert %s/ca.crt" % CA_DIR
-    assert curl_status(host, "https://%s/v2/" % REGISTRY, cacert, "-u %s:%s" % (USER, PASSWORD)) == "200"
-    assert curl_status(host, "https://%s/v2/" % REGISTRY, cacert, "-u %s:wrong-password" % USER) == "401"
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert) == "401"
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert, "-u %s:%s" % (USER, PASSWORD)) == "200"
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert, "-u %s:wrong-password" % USER) == "401"
+    assert curl_status(host, "https://%s/v2/" % PUSH, cacert, "-X POST", "-u %s:wrong-password" % USER) == "401"
+    result = host.run("echo wrong-password | docker login --username %s --password-stdin %s", USER, PUSH)
+    assert result.rc != 0 and "unauthorized" in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize("registry", [REGISTRY, PUSH])
+def test_an_anonymous_push_is_refused(host, registry):
+    if registry == PUSH and not is_server(host):
+        # From the site network there is nothing to write to: the push endpoint is on the registry host's loopback.
+        assert curl_status(host, "https://registry-server:5001/v2/", "-k", "--connect-timeout 5") == "000"
+        registry = REGISTRY
+    cacert = "--cacert %s/ca.crt" % CA_DIR
+    status = curl_status(host, "https://%s/v2/evil/injected/blobs/uploads/" % registry, cacert, "-X POST")
+    assert status == ("401" if registry == PUSH else "405"), status
+    target = "%s/library/registry-probe:1" % registry
+    source = "%s/library/registry-probe:1" % REGISTRY
+    assert host.run("docker pull %s", source).rc == 0
+    host.check_output("docker tag %s %s/evil/injected:1", source, registry)
+    try:
+        pushed = host.run("docker push %s/evil/injected:1", registry)
+        assert pushed.rc != 0, pushed.stdout
+        replaced = host.run("docker tag %s %s && docker push %s", source, target, target)
+        assert replaced.rc != 0, replaced.stdout
+    finally:
+        host.run("docker image rm %s/evil/injected:1 %s", registry, source)
+    catalog = json.loads(host.check_output("curl -sf --cacert %s/ca.crt https://%s/v2/_catalog", CA_DIR, REGISTRY))
+    assert "evil/injected" not in catalog["repositories"]
 
 
 def test_plain_http_is_refused(host):
@@ -93,30 +168,24 @@ def test_plain_http_is_refused(host):
 def test_the_bundle_images_were_pushed_under_client_names(host):
     if not is_server(host):
         pytest.skip("asked once, from the registry host")
-    catalog = json.loads(host.check_output(
-        "curl -sf --cacert %s/ca.crt -u %s:%s https://%s/v2/_catalog", CA_DIR, USER, PASSWORD, REGISTRY))
+    catalog = json.loads(host.check_output("curl -sf --cacert %s/ca.crt https://%s/v2/_catalog", CA_DIR, REGISTRY))
     assert sorted(catalog["repositories"]) == ["fleet/registry-app", "library/registry-probe"]
 
 
-def test_a_wrong_password_fails_docker_login_clearly(host):
-    result = host.run("echo wrong-password | docker login --username %s --password-stdin %s", USER, REGISTRY)
-    assert result.rc != 0
-    assert "unauthorized" in result.stderr.lower(), result.stderr
-
-
-def test_clients_log_in_and_pull_over_tls(host):
+@pytest.mark.parametrize("through_mirror", [True, False], ids=["mirror", "registry-name"])
+def test_clients_pull_anonymously_over_tls(host, through_mirror):
+    """Docker 20.10 (registry-client1) and 26 (registry-client2), with no credentials at all."""
     if is_server(host):
         pytest.skip("clients only")
     expected = bundle_image_ids()
-    login = host.run("printf %%s %s | docker login --username %s --password-stdin %s", PASSWORD, USER, REGISTRY)
-    assert login.rc == 0, login.stderr
-    try:
-        for path, source in PUSHED.items():
-            name = "%s/%s" % (REGISTRY, path)
-            pulled = host.run("docker pull %s", name)
-            assert pulled.rc == 0, pulled.stderr
-            image_id = host.check_output("docker image inspect --format '{{.Id}}' %s", name)
-            assert image_id == expected[source], (name, image_id)
-            host.run("docker image rm %s", name)
-    finally:
-        host.run("docker logout %s", REGISTRY)
+    assert "registry-server:5000" in host.check_output("docker info --format '{{.RegistryConfig.Mirrors}}'")
+    for path, source in PUSHED.items():
+        if through_mirror and not path.startswith("library/"):
+            continue
+        name = path[len("library/"):] if through_mirror else "%s/%s" % (REGISTRY, path)
+        host.run("docker image rm %s", name)
+        pulled = host.run("docker pull %s", name)
+        assert pulled.rc == 0, pulled.stderr
+        image_id = host.check_output("docker image inspect --format '{{.Id}}' %s", name)
+        assert image_id == expected[source], (name, image_id)
+        host.run("docker image rm %s", name)
