@@ -5,13 +5,16 @@ Every container is named fi-reg-<random> and removed when its test ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
 import ssl
 import stat
+import threading
 import uuid
+import warnings
 
 import docker
 import pytest
@@ -484,22 +487,54 @@ def test_a_read_only_pull_endpoint_and_an_authenticated_push_endpoint_share_stor
     assert v2_status(pull) == 200
 
 
-def _handshake(port, ca, version):
+def _client_context(ca, version):
     context = ssl.create_default_context(cafile=ca)
     context.check_hostname = False
-    context.minimum_version = context.maximum_version = version
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is what this test offers on purpose
+        context.minimum_version = context.maximum_version = version
     if version < ssl.TLSVersion.TLSv1_2:
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+def _handshake(port, ca, version):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw) as tls:
+        with _client_context(ca, version).wrap_socket(raw) as tls:
             return tls.version()
 
 
-def test_tls_below_the_minimum_is_refused_and_the_minimum_can_be_raised(make_params, run_module):
+def _tls11_control(pki):
+    """The same TLS 1.1 client against a server that allows 1.1: it connects, so a refusal comes from the registry."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.cert_path, pki.key_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server.minimum_version = ssl.TLSVersion.TLSv1_1
+    server.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        result = {}
+
+        def accept():
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
+                pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        result["version"] = _handshake(listener.getsockname()[1], pki.ca_path, ssl.TLSVersion.TLSv1_1)
+        thread.join(10)
+    return result["version"]
+
+
+def test_tls_below_the_minimum_is_refused_and_the_minimum_can_be_raised(make_params, pki, run_module):
     default = make_params()
     raised = make_params(tls_min_version="1.3")
     for params in (default, raised):
         assert not run_module("registry_deploy", params)["failed"]
+    assert _tls11_control(pki) == "TLSv1.1"
     assert _handshake(default["port"], default["tls_ca"], ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
     with pytest.raises(ssl.SSLError):
         _handshake(default["port"], default["tls_ca"], ssl.TLSVersion.TLSv1_1)
