@@ -150,7 +150,7 @@ options:
     default: "1.2"
   read_only:
     description:
-      - Serve the storage read-only (C(storage.maintenance.readonly)): pulls work, every push and delete is refused with
+      - Serve the storage read-only (C(storage.maintenance.readonly)). Pulls work, every push and delete is refused with
         HTTP 405, and no upload purging runs. For a pull endpoint over storage that another registry container (the push
         endpoint) writes to.
     type: bool
