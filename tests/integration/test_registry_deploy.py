@@ -455,8 +455,8 @@ def test_a_run_interrupted_half_way_is_finished_by_the_next(engine, make_params,
     engine.containers.create(REGISTRY_IMAGE, name=params["name"] + "-candidate",
                              labels={"fleet.images.registry.managed": "fleet.images.registry_deploy"})
     predicted = run_module("registry_deploy", params, check_mode=True)
-    assert predicted["action"] == "start" and leftovers(engine, params["name"]) == [params["name"] + "-candidate",
-                                                                                   params["name"] + "-previous"]
+    assert predicted["action"] == "start"
+    assert leftovers(engine, params["name"]) == [params["name"] + "-candidate", params["name"] + "-previous"]
     back = run_module("registry_deploy", params)
     assert back["action"] == "start" and not back["failed"], back
     assert_still_serving(engine, params, first["container_id"])
@@ -515,18 +515,16 @@ def _tls11_control(pki):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        result = {}
-
         def accept():
-            conn, _ = listener.accept()
+            conn = listener.accept()[0]
             with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
                 pass
 
         thread = threading.Thread(target=accept, daemon=True)
         thread.start()
-        result["version"] = _handshake(listener.getsockname()[1], pki.ca_path, ssl.TLSVersion.TLSv1_1)
+        version = _handshake(listener.getsockname()[1], pki.ca_path, ssl.TLSVersion.TLSv1_1)
         thread.join(10)
-    return result["version"]
+    return version
 
 
 def test_tls_below_the_minimum_is_refused_and_the_minimum_can_be_raised(make_params, pki, run_module):
