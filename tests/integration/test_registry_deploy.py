@@ -515,6 +515,7 @@ def _tls11_control(pki):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
+
         def accept():
             conn = listener.accept()[0]
             with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
