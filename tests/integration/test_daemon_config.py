@@ -55,7 +55,8 @@ def files(tmp_path):
     """Paths for daemon.json and the proxy drop-in, in a directory of their own."""
     etc = tmp_path / "etc-docker"
     etc.mkdir()
-    return dict(path=str(etc / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"), unit=NO_UNIT)
+    return dict(path=str(etc / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"), unit=NO_UNIT,
+                applied_record=str(tmp_path / "state" / "daemon-applied.json"))
 
 
 def write(path, text, mode=0o644):
