@@ -17,7 +17,7 @@ from lab import hosts as lab_hosts
 from lab import images as lab_images
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PREFIX = "daemon-it"
+PREFIX = "fi-dmn-it"
 LAB_DROPIN = "/etc/systemd/system/docker.service.d/10-lab.conf"
 
 
