@@ -119,6 +119,29 @@ def tls_config_from(params):
         raise DockerConnectionError("Invalid TLS options: %s" % exc) from exc
 
 
+if docker is not None:
+    class _PinnedCAClient(docker.APIClient):
+        """An APIClient whose CA (ca_path) wins over REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE.
+
+        requests lets those variables replace a session's `verify` path on every request, so on a
+        host that sets them (many do) the engine would be checked against the system's CAs, and
+        ca_path silently ignored.
+        """
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify is None:
+                settings["verify"] = self.verify
+            return settings
+
+
+def _docker_client(**kwargs):
+    """docker.DockerClient (which only holds `api`) over _PinnedCAClient."""
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = _PinnedCAClient(**kwargs)
+    return client
+
+
 def build_client(params):
     """Return a connected docker.DockerClient, or raise DockerConnectionError with an actionable message."""
     if docker is None:
@@ -128,7 +151,7 @@ def build_client(params):
     if tls is not None and docker_host.startswith("tcp://"):
         docker_host = "https://" + docker_host[len("tcp://"):]
     try:
-        client = docker.DockerClient(
+        client = _docker_client(
             base_url=docker_host,
             version=params.get("api_version") or "auto",
             timeout=params.get("timeout") or 60,

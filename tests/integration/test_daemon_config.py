@@ -369,3 +369,38 @@ def test_a_bad_registry_ca_is_refused_before_anything_is_written(files, tmp_path
     result = run_module("daemon_config", params)
     assert result["failed"] and fragment in result["msg"]
     assert not os.path.exists(files["path"]) and not (tmp_path / "certs.d").exists()
+
+
+# --- a full disk ---------------------------------------------------------------------------
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A tiny tmpfs as /etc/docker holding a daemon.json, filled up to the last byte."""
+    mount_point = tmp_path / "full-etc-docker"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "fi-dmn-full", str(mount_point)], check=True)
+    try:
+        write(str(mount_point / "daemon.json"), '{"debug": false}\n')
+        filler = os.open(str(mount_point / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("backup", [False, True])
+def test_a_full_disk_leaves_daemon_json_intact_and_no_temporary_file(files, full_disk, backup):
+    path = str(full_disk / "daemon.json")
+    before = digest(path)
+    result = run_module("daemon_config", dict(files, path=path, registry_mirrors=["https://mirror.example:5000"], backup=backup))
+    assert result["failed"]
+    assert result["msg"].startswith("Cannot write %s on " % path) and "no space left on device" in result["msg"], result["msg"]
+    assert "Traceback" not in json.dumps(result)
+    assert digest(path) == before
+    assert sorted(os.listdir(full_disk)) == ["daemon.json", "filler"], "a temporary file or a partial backup was left behind"
