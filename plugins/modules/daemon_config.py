@@ -67,8 +67,8 @@ options:
     default: present
   applied_record:
     description:
-      - Where the record of the configuration the engine last ran with success is kept (JSON, mode 0600, its directory 0700:
-        it may hold proxy passwords).
+      - Where the record of the configuration the engine last ran with success is kept. It is JSON, mode 0600 in a
+        directory of mode 0700, as it may hold proxy passwords.
       - Made, from the files as they are, before the first write of a host that has none.
     type: path
     default: /var/lib/fleet-images/daemon-applied.json
