@@ -35,8 +35,7 @@ options:
     aliases: [tls_verify]
   ca_path:
     description:
-      - CA certificate (PEM) used to verify the engine's certificate. With O(tls=true) it is always used:
-        a certificate it did not sign is refused.
+      - CA certificate (PEM) used to verify the engine's certificate. With O(tls=true) it is always used, and a certificate it did not sign is refused.
     type: path
     aliases: [ca_cert, tls_ca_cert]
   client_cert:

@@ -120,7 +120,8 @@ def parse_config(text, path="daemon.json"):
             exc.lineno, exc.colno,
         ) from None
     except RecursionError:
-        raise ParseError("%s nests objects or lists too deeply to be read (more than %d levels): it is not a daemon.json dockerd uses" % (path, MAX_DEPTH)) from None
+        raise ParseError("%s nests objects or lists too deeply to be read (more than %d levels): it is not a daemon.json dockerd uses"
+                         % (path, MAX_DEPTH)) from None
     if not isinstance(config, dict):
         raise ParseError("%s must hold a JSON object ({...}); it holds %s" % (path, _json_kind(config)))
     if nesting_depth(config) > MAX_DEPTH:

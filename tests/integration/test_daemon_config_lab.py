@@ -136,7 +136,8 @@ def test_docker_26_dockerd_validate_refuses_and_nothing_is_written(clean_config,
     before = file_state(host, "/etc/docker/daemon.json")
     result = run_in_host(host, {"settings": settings}, tmp_path)
     assert result["failed"]
-    assert result["msg"].startswith("dockerd --validate on %s refused the new /etc/docker/daemon.json, which was not written:" % host_run(host, "hostname").stdout.strip())
+    hostname = host_run(host, "hostname").stdout.strip()
+    assert result["msg"].startswith("dockerd --validate on %s refused the new /etc/docker/daemon.json, which was not written:" % hostname)
     assert said in result["msg"]
     assert result["validation"]["dockerd"] == "failed"
     # same content, and no temporary candidate left in /etc/docker
