@@ -334,7 +334,7 @@ replaced_invalid:
 pending:
   description:
     - Whether the files on disk held a change the engine has not applied yet (they differ from O(applied_record)) before
-      this run. RV(needs) includes it; RV(changed) may be V(false) meanwhile.
+      this run. RV(needs) includes it, while the module may report no change.
   returned: when O(state=present)
   type: bool
 pending_keys:
