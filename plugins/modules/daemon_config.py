@@ -61,7 +61,8 @@ options:
       - V(applied) records the daemon.json and drop-in now on disk in O(applied_record) as what the engine runs; call it
         after a reload or restart that succeeded. Nothing else is read or changed.
       - V(rolled_back) puts back the daemon.json and drop-in of O(applied_record) (the configuration the engine last ran with
-        success) and runs C(systemctl daemon-reload) when the drop-in changed. It does not reload or restart Docker.
+        success) and runs C(systemctl daemon-reload) when the drop-in changed. It does not reload or restart Docker. It
+        remembers the daemon.json it replaced as refused (see O(retry_refused)).
     type: str
     choices: [present, applied, rolled_back]
     default: present
@@ -72,6 +73,13 @@ options:
       - Made, from the files as they are, before the first write of a host that has none.
     type: path
     default: /var/lib/fleet-images/daemon-applied.json
+  retry_refused:
+    description:
+      - Apply a daemon.json although dockerd refused exactly this file before (O(state=rolled_back) remembers the sha256 of
+        each file it replaced). Without it such a file is refused before anything is written, so Docker is not reloaded or
+        restarted into a file known to fail.
+    type: bool
+    default: false
   path:
     description:
       - The daemon configuration file.
@@ -480,6 +488,7 @@ unit:
 """
 
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -502,6 +511,8 @@ DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/b
 NEW_FILE_MODE = 0o644
 NEW_DIRECTORY_MODE = 0o755
 HOSTNAME = platform.node() or "this host"
+# How many daemon.json files the engine refused the record remembers (by sha256).
+KEEP_REFUSED = 10
 DEDICATED_OPTIONS = (("registry_mirrors", "registry-mirrors"), ("insecure_registries", "insecure-registries"), ("proxies", "proxies"))
 
 
@@ -789,18 +800,23 @@ def read_record(module, path):
     return record
 
 
-def write_record(module, path, daemon_text, dropin_text):
-    """Record the files the engine runs with (mode 0600 in a 0700 directory: proxy passwords)."""
+def write_record(module, path, daemon_text, dropin_text, refused=()):
+    """Record the files the engine runs with (mode 0600 in a 0700 directory: proxy passwords), and the
+    sha256 of the daemon.json files it refused (the newest KEEP_REFUSED)."""
     record_path = module.params["applied_record"]
     directory = os.path.dirname(record_path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
-    data = json.dumps(dict(path=os.path.realpath(path), daemon_json=daemon_text, dropin_path=module.params["dropin"], dropin=dropin_text),
-                      indent=2, sort_keys=True) + "\n"
+    data = json.dumps(dict(path=os.path.realpath(path), daemon_json=daemon_text, dropin_path=module.params["dropin"], dropin=dropin_text,
+                           refused=list(refused)[-KEEP_REFUSED:]), indent=2, sort_keys=True) + "\n"
     try:
         return atomic_file.atomic_write(record_path, data.encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise WriteFailed(record_path, exc) from None
+
+
+def digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def pending_changes(record, current, dropin_text, path):
@@ -854,6 +870,7 @@ def main():
             registry_ca_certs=dict(type="dict", default={}),
             certs_d=dict(type="path", default="/etc/docker/certs.d"),
             applied_record=dict(type="path", default="/var/lib/fleet-images/daemon-applied.json"),
+            retry_refused=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -892,9 +909,11 @@ def record_applied(module):
     daemon_text, dropin_text = read_file(path), read_file(module.params["dropin"])
     collect_secrets(module, daemon_text, dropin_text)
     record = read_record(module, path)
-    changed = record is None or record.get("daemon_json") != daemon_text or record.get("dropin") != dropin_text
+    refused = [item for item in (record or {}).get("refused", []) if daemon_text is None or item != digest(daemon_text)]
+    changed = record is None or record.get("daemon_json") != daemon_text or record.get("dropin") != dropin_text \
+        or refused != record.get("refused", [])
     if changed and not module.check_mode:
-        write_record(module, path, daemon_text, dropin_text)
+        write_record(module, path, daemon_text, dropin_text, refused)
     return dict(changed=changed, path=path, applied_record=module.params["applied_record"])
 
 
@@ -907,6 +926,10 @@ def roll_back(module):
         raise Refused("There is no record at %s of a %s the engine ran with on %s: nothing to roll back to. Restore the file by hand "
                       "(a backup is next to it) and restart Docker." % (params["applied_record"], path, HOSTNAME))
     collect_secrets(module, record.get("daemon_json"), record.get("dropin"))
+    refused_text = read_file(path)
+    if refused_text is not None and refused_text != record.get("daemon_json") and not module.check_mode:
+        # the engine refused this file: a later run does not apply it again (retry_refused overrides)
+        write_record(module, path, record.get("daemon_json"), record.get("dropin"), record.get("refused", []) + [digest(refused_text)])
     restored = []
     for target, wanted in ((path, record.get("daemon_json")), (dropin_path, record.get("dropin"))):
         current = read_file(target)
@@ -1049,10 +1072,15 @@ def run(module):
                                     extra_restart=["proxies"] if dropin_changes or dropin_pending else ())
     new_text = dj.render_config(candidate)
 
+    to_apply = new_text if file_changes else (text if pending_keys else None)
+    if to_apply is not None and record is not None and digest(to_apply) in record.get("refused", []) and not params["retry_refused"]:
+        raise Refused("On %s, dockerd refused exactly this %s at an earlier reload or restart, and the configuration it ran before was "
+                      "put back: it is not applied again. Change the settings (the earlier failure said what dockerd refused), or set "
+                      "retry_refused=true to try it once more. Nothing was written." % (HOSTNAME, path))
+
     # Check the file dockerd will read (the candidate, or the unapplied file on disk) with dockerd itself.
     validation = dict(dockerd="not_needed", binary=binary, message="nothing to write")
-    to_check = new_text if file_changes else (text if pending_keys else None)
-    if to_check is not None:
+    if to_apply is not None:
         if not params["validate"]:
             validation.update(dockerd="skipped", message="validate=false")
         elif not binary:
@@ -1061,7 +1089,7 @@ def run(module):
             validation.update(dockerd="unavailable", message="dockerd %s has no --validate; only the module's own checks ran"
                               % (dj.format_version(binary_version) if binary_version else "(version unknown)"))
         else:
-            temp = write_temp(module, path, to_check, True)
+            temp = write_temp(module, path, to_apply, True)
             try:
                 passed, said = dockerd_validate(module, binary, temp, path)
             finally:

@@ -329,3 +329,23 @@ def test_a_conflict_already_in_the_file_is_refused_for_an_unrelated_change(capsy
 def pki_ca_pem():
     import trustme
     return trustme.CA().cert_pem.bytes().decode()
+
+
+def test_a_file_the_engine_refused_is_not_applied_again(capsys, isolated):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"debug": false}')
+    run_main(capsys, dict(isolated, state="applied"))
+    bad = dict(isolated, settings={"storage-driver": "no-such-driver"})
+    assert run_main(capsys, bad)["needs"] == "restart"
+    # the role's restart failed: it rolls back, and the file it replaced is remembered as refused
+    assert run_main(capsys, dict(isolated, state="rolled_back"))["changed"]
+    again = run_main(capsys, bad)
+    assert again["failed"] and "dockerd refused exactly this %s at an earlier reload or restart" % isolated["path"] in again["msg"]
+    assert "retry_refused=true" in again["msg"] and open(isolated["path"]).read() == '{"debug": false}'
+    # another change is not held back, and retry_refused tries the refused file once more
+    assert run_main(capsys, dict(isolated, settings={"storage-driver": "overlay2"}), check_mode=True)["changed"]
+    assert run_main(capsys, dict(bad, retry_refused=True))["changed"]
+    # once the engine ran it (recorded as applied), it is no longer refused
+    run_main(capsys, dict(isolated, state="applied"))
+    assert json.load(open(isolated["applied_record"]))["refused"] == []
