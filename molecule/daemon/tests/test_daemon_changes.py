@@ -1,4 +1,4 @@
-"""Changes on converged hosts: a mirror change (mirror_change.yml), six bad inputs (bad_input.yml) and a
+"""Changes on converged hosts: a mirror change (mirror_change.yml), seven bad inputs (bad_input.yml) and a
 change written but not applied, then applied by a rerun (unapplied.yml).
 
 Each side playbook runs once, on both hosts at the same time, from a module-scoped fixture that
@@ -103,7 +103,7 @@ def test_bad_input_fails_clearly_and_docker_keeps_its_configuration(host, bad_in
     counters = recap(output, name)
     # every case failed (rescued) and every assert in the rescues passed
     assert rc == 0 and counters["failed"] == 0, output
-    assert counters["rescued"] == 6, output
+    assert counters["rescued"] == 7, output
     before, after = bad_input["before"][name], bad_input["after"][name]
     assert after["running"]
     assert after["daemon_json"] == before["daemon_json"]
