@@ -225,7 +225,9 @@ notes:
     C(shutdown-timeout), C(runtimes), C(default-runtime), C(default-shm-size), C(default-ipc-mode),
     C(default-cgroupns-mode), C(allow-nondistributable-artifacts), C(network-diagnostic-port)); every other change,
     proxies included, needs a restart.
-  - When a change needs a restart while containers run and live-restore is off, the module warns that the restart stops them.
+  - When a change needs a restart while containers run and live-restore is off, the module warns that the restart stops them,
+    unless the change turns live-restore on; then reload first (C(live-restore) is in RV(needs_keys.reload)) and restart
+    after, as the fleet.images.daemon role does, and the containers keep running.
 author:
   - fleet.images contributors (!UNKNOWN)
 seealso:
@@ -1136,11 +1138,12 @@ def run(module):
             if os.path.exists(temp):
                 os.unlink(temp)
 
-    if needs == "restart" and engine["running_containers"] and not engine["live_restore"]:
-        hint = ("The new configuration turns live-restore on: reloading before the restart (the fleet.images.daemon role does) keeps them running."
-                if candidate.get("live-restore") is True else "Turning live-restore on first (a reload) would keep them running.")
-        warnings.append("Applying this change needs a Docker restart (%s) and live-restore is off: a plain restart stops the %s running container(s). %s"
-                        % (", ".join(needs_keys["restart"]), engine["running_containers"], hint))
+    # A change that turns live-restore on is applied by a reload before the restart (the daemon role
+    # does), which keeps the containers: no warning then.
+    if needs == "restart" and engine["running_containers"] and not engine["live_restore"] and candidate.get("live-restore") is not True:
+        warnings.append("Applying this change needs a Docker restart (%s) and live-restore is off: a plain restart stops the %s running container(s). "
+                        "Turning live-restore on first (a reload) would keep them running."
+                        % (", ".join(needs_keys["restart"]), engine["running_containers"]))
     for warning in warnings:
         module.warn(scrub(module, warning))
 

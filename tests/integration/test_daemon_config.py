@@ -331,6 +331,9 @@ def test_restart_warning_when_containers_run_without_live_restore(files):
     assert bool(warned) == expected
     if warned:
         assert "a plain restart stops the %d running container(s)" % engine["running_containers"] in warned[0]
+    # turning live-restore on is applied by a reload before the restart: the containers keep running, no warning
+    turned_on = run_module("daemon_config", dict(files, settings={"log-opts": {"max-size": "2m"}, "live-restore": True}), check_mode=True)
+    assert turned_on["needs_keys"]["reload"] == ["live-restore"] and not [text for text in warnings_of(turned_on) if "needs a Docker restart" in text]
     run_module("daemon_config", dict(files, state="applied"))
     reload_only = run_module("daemon_config", dict(files, registry_mirrors=["https://m.example"]))
     assert not [text for text in warnings_of(reload_only) if "needs a Docker restart" in text]
