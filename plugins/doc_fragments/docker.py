@@ -20,19 +20,22 @@ options:
   tls:
     description:
       - Connect over TLS. Implied by O(validate_certs=true).
+      - Without O(ca_path) (and without O(validate_certs=true)) the connection is encrypted but the engine's certificate
+        is not verified.
       - If not set, the value of the E(DOCKER_TLS) environment variable is used.
     type: bool
     default: false
   validate_certs:
     description:
       - Connect over TLS and verify the engine's certificate against O(ca_path).
-      - If not set, the value of the E(DOCKER_TLS_VERIFY) environment variable is used.
+      - If not set, the value of the E(DOCKER_TLS_VERIFY) environment variable is used; if that is not set either,
+        the engine is verified whenever O(tls=true) and O(ca_path) is given.
+      - V(false) together with O(tls=true) and O(ca_path) is refused, rather than ignoring the CA.
     type: bool
-    default: false
     aliases: [tls_verify]
   ca_path:
     description:
-      - CA certificate (PEM) used to verify the engine's certificate.
+      - CA certificate (PEM) used to verify the engine's certificate. With O(tls=true) it is always used, and a certificate it did not sign is refused.
     type: path
     aliases: [ca_cert, tls_ca_cert]
   client_cert:

@@ -21,7 +21,7 @@ import json
 import re
 import shlex
 from collections import namedtuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Keys dockerd applies on SIGHUP (daemon/reload.go and reload_unix.go, Docker 20.10 to 27).
 # `features` is reloaded into the configuration but the features themselves (containerd
@@ -84,10 +84,16 @@ class ParseError(DaemonJsonError):
 # Reading and writing
 
 
+# Deeper than any daemon.json dockerd documents (its objects nest three levels); deeper files are
+# refused before Python's recursion limit turns them into a traceback.
+MAX_DEPTH = 64
+
+
 def parse_config(text, path="daemon.json"):
     """Parse daemon.json text into a dict; raise ParseError naming the line and column.
 
     Returns (config, warnings). An empty file is an error: dockerd refuses it ("EOF").
+    No message quotes the file's text: it may hold a proxy password.
     """
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -110,20 +116,36 @@ def parse_config(text, path="daemon.json"):
         config = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=refuse_constant)
     except json.JSONDecodeError as exc:
         raise ParseError(
-            "%s is not valid JSON: %s at line %d, column %d:\n%s" % (path, exc.msg, exc.lineno, exc.colno, _point_at(text, exc.lineno, exc.colno)),
+            "%s is not valid JSON: %s at line %d, column %d (the line is not shown: it may hold a password)" % (path, exc.msg, exc.lineno, exc.colno),
             exc.lineno, exc.colno,
-        ) from exc
+        ) from None
+    except RecursionError:
+        raise ParseError("%s nests objects or lists too deeply to be read (more than %d levels): it is not a daemon.json dockerd uses"
+                         % (path, MAX_DEPTH)) from None
     if not isinstance(config, dict):
-        raise ParseError("%s must hold a JSON object ({...}); it holds %s" % (path, _json_type(config)))
+        raise ParseError("%s must hold a JSON object ({...}); it holds %s" % (path, _json_kind(config)))
+    if nesting_depth(config) > MAX_DEPTH:
+        raise ParseError("%s nests objects or lists more than %d levels deep: it is not a daemon.json dockerd uses" % (path, MAX_DEPTH))
     warnings = ["%s sets %s more than once; dockerd uses the last one" % (path, _quote(key)) for key in sorted(set(duplicates))]
     return config, warnings
 
 
-def _point_at(text, line, column):
-    lines = text.splitlines() or [""]
-    shown = lines[line - 1] if 0 < line <= len(lines) else ""
-    prefix = "%5d | " % line
-    return "%s%s\n%s^" % (prefix, shown, " " * (len(prefix) + max(column - 1, 0)))
+def nesting_depth(value):
+    """How deeply objects and lists nest in a JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    pending = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        for item in (node.values() if isinstance(node, dict) else node):
+            if isinstance(item, (dict, list)):
+                pending.append((item, depth + 1))
+    return deepest
+
+
+def _json_kind(value):
+    """The JSON type of a value without quoting it (a top-level string may be anything)."""
+    return "a string" if isinstance(value, str) else _json_type(value)
 
 
 def render_config(config):
@@ -224,7 +246,7 @@ def _json_type(value):
     if isinstance(value, float):
         return "a decimal number"
     if isinstance(value, str):
-        return "the string %s" % json.dumps(value)
+        return "the string %s" % json.dumps(mask_url(value))
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -447,7 +469,8 @@ def check_proxy_url(value):
     try:
         port = parts.port
     except ValueError:
-        return "%s has a port that is not a number from 1 to 65535" % json.dumps(mask_url(value))
+        return ("%s has a port that is not a number from 1 to 65535 (a '/', '?' or '#' inside a password must be "
+                "percent-encoded: %%2F, %%3F, %%23)" % json.dumps(mask_url(value)))
     if parts.scheme not in ("http", "https", "socks5", "socks5h"):
         return "%s uses the scheme %s: a proxy is http://, https://, socks5:// or socks5h://" % (json.dumps(mask_url(value)), parts.scheme)
     if not parts.hostname:
@@ -681,39 +704,40 @@ def key_version_problem(key, version):
 ValidationReport = namedtuple("ValidationReport", "errors warnings")
 
 
+UNTOUCHED = " (already in the file before this change; dockerd would refuse the file at its next start: fix it, or drop it with remove)"
+
+
 def validate_config(config, changed_keys, engine_version=None, unknown_keys_checked_elsewhere=False):
     """Check every key of the candidate configuration.
 
-    Problems in keys this run changes are errors; problems in keys it leaves alone are warnings
-    (they were there before, and refusing them would block an unrelated change).
+    Every problem is an error, also in keys this run leaves alone: the file is what dockerd reads
+    at its next start, whatever restarts it. Those say that they were there before.
     With unknown_keys_checked_elsewhere (dockerd --validate will run), an unknown key is left to
-    dockerd, which knows the keys of its own version better than this table.
+    dockerd, which knows the keys of its own version better than this table (a warning).
     """
     errors, warnings = [], []
     for key in config:
-        target = errors if key in changed_keys else warnings
+        note = "" if key in changed_keys else UNTOUCHED
         value = config[key]
         if key in KNOWN_KEYS:
-            problem = KNOWN_KEYS[key](value)
-            if problem:
-                target.append("%s %s" % (_quote(key), problem))
-            problem = key_version_problem(key, engine_version)
-            if problem:
-                target.append("%s %s" % (_quote(key), problem))
+            for problem in (KNOWN_KEYS[key](value), key_version_problem(key, engine_version)):
+                if problem:
+                    errors.append("%s %s%s" % (_quote(key), problem, note))
         elif key in FLAG_NAMES_OF_KEYS:
             # dockerd finds a flag of that name, so it neither refuses the key nor applies it
-            target.append("%s is the name of dockerd's command-line flag; in daemon.json it is %s (dockerd silently ignores %s)" % (
-                _quote(key), _quote(FLAG_NAMES_OF_KEYS[key]), _quote(key)))
+            (errors if key in changed_keys else warnings).append(
+                "%s is the name of dockerd's command-line flag; in daemon.json it is %s (dockerd silently ignores %s)" % (
+                    _quote(key), _quote(FLAG_NAMES_OF_KEYS[key]), _quote(key)))
         else:
             suggestion = suggest_key(key)
             hint = " (did you mean %s?)" % _quote(suggestion) if suggestion else ""
             if unknown_keys_checked_elsewhere:
                 warnings.append("%s is not a daemon.json key this module knows%s; dockerd --validate decides" % (_quote(key), hint))
             else:
-                target.append("%s is not a daemon.json key dockerd knows%s: dockerd refuses to start with an unknown key" % (_quote(key), hint))
+                errors.append("%s is not a daemon.json key dockerd knows%s: dockerd refuses to start with an unknown key%s" % (_quote(key), hint, note))
     if "graph" in config and "data-root" in config:
-        target = errors if {"graph", "data-root"} & set(changed_keys) else warnings
-        target.append("'graph' and 'data-root' are both set: dockerd refuses that; keep only data-root")
+        note = "" if {"graph", "data-root"} & set(changed_keys) else UNTOUCHED
+        errors.append("'graph' and 'data-root' are both set: dockerd refuses that; keep only data-root%s" % note)
     return ValidationReport(errors, warnings)
 
 
@@ -772,20 +796,66 @@ def proxies_supported(version):
     return version is not None and tuple(version[:2]) >= PROXIES_KEY_MIN_VERSION
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<password>[^@/\s]*)@")
+# A URL inside text: the scheme, then everything up to white space or a quote. Its userinfo is
+# what comes before the LAST '@' (a password may hold '@', ':', '/'); the user ends at the first ':'.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s\"'<>]*)")
+MASK = "xxxxx"
+
+
+def _split_userinfo(rest):
+    """(user, password, after the '@') of what follows scheme://, or None without a password."""
+    userinfo, at, after = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    user, dummy, password = userinfo.partition(":")
+    return user, password, after
 
 
 def mask_url(text):
     """Hide the password in any scheme://user:password@host inside text."""
     if not isinstance(text, str):
         return text
-    return _URL_CREDENTIALS.sub(lambda match: "%s%s:xxxxx@" % (match.group("scheme"), match.group("user")), text)
+
+    def hide(match):
+        parts = _split_userinfo(match.group("rest"))
+        if parts is None:
+            return match.group(0)
+        return "%s%s:%s@%s" % (match.group("scheme"), parts[0], MASK, parts[2])
+    return _URL.sub(hide, text)
 
 
 def url_password(url):
     """The password inside scheme://user:password@host, or None."""
-    match = _URL_CREDENTIALS.search(url or "")
-    return match.group("password") if match and match.group("password") else None
+    match = _URL.search(url or "") if isinstance(url, str) else None
+    parts = _split_userinfo(match.group("rest")) if match else None
+    return parts[1] if parts and parts[1] else None
+
+
+def passwords_in(value):
+    """Every URL password inside a JSON value or text, also percent-decoded (dockerd may print either)."""
+    found = set()
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, str):
+            for match in _URL.finditer(node):
+                parts = _split_userinfo(match.group("rest"))
+                if parts and parts[1]:
+                    found.update((parts[1], unquote(parts[1])))
+    return found
+
+
+def hide_secrets(text, secrets):
+    """text with URL passwords masked and every known secret replaced (longest first)."""
+    text = mask_url(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def mask_credentials(value):
@@ -1002,8 +1072,9 @@ def config_file_flag(flags):
     return None
 
 
-def find_flag_conflicts(config, flags, unit_file):
-    """[(daemon.json path, top-level key, message)] for every setting dockerd also gets as a flag."""
+def find_flag_conflicts(config, flags, unit_file, host=None):
+    """[(daemon.json path, top-level key, message)] for every setting dockerd also gets as a flag:
+    dockerd refuses to start with such a file, so each one is a reason not to write it."""
     flat = flatten_for_dockerd(config)
     conflicts = []
     for flag in flags:
@@ -1012,7 +1083,7 @@ def find_flag_conflicts(config, flags, unit_file):
         path = flat[flag.key]
         shown = "%s %s" % (flag.flag, flag.value) if flag.value else flag.flag
         conflicts.append((path, path.split(".", 1)[0], (
-            "daemon.json key '%s' conflicts with the flag '%s' that %s passes to dockerd (ExecStart): dockerd refuses to start "
-            "when a setting is given both ways. Leave '%s' out of daemon.json, or remove the flag from ExecStart with a drop-in."
-        ) % (path, mask_url(shown), unit_file or "the docker unit", path)))
+            "%sdaemon.json key '%s' conflicts with the flag '%s' that %s passes to dockerd (ExecStart): dockerd refuses to start "
+            "when a setting is given both ways. Leave '%s' out of daemon.json (remove: ['%s']), or remove the flag from ExecStart with a drop-in."
+        ) % ("on %s, " % host if host else "", path, mask_url(shown), unit_file or "the docker unit", path, path)))
     return conflicts

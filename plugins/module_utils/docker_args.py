@@ -15,7 +15,7 @@ from ansible.module_utils.basic import env_fallback
 DOCKER_CONNECTION_ARGS = dict(
     docker_host=dict(type="str", aliases=["docker_url"], fallback=(env_fallback, ["DOCKER_HOST"])),
     tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
-    validate_certs=dict(type="bool", default=False, aliases=["tls_verify"], fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+    validate_certs=dict(type="bool", aliases=["tls_verify"], fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
     ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert"]),
     client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
     client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),

@@ -10,6 +10,7 @@ so that an operator sees the same, actionable wording whichever module failed.
 from __future__ import annotations
 
 import os
+import ssl
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -57,6 +58,12 @@ def describe_connection_error(exc, docker_host):
     """Turn a failure to reach the engine into a sentence naming the engine and the fix."""
     text = str(exc)
     for cause in _walk_causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            return (
+                "The Docker Engine at %s presented a certificate that ca_path does not verify (%s): give as ca_path the CA that "
+                "signed the engine's certificate, and as docker_host a name that certificate holds." % (
+                    docker_host, getattr(cause, "verify_message", None) or "certificate verify failed")
+            )
         if isinstance(cause, PermissionError) or "Permission denied" in str(cause):
             return (
                 "Permission denied on the Docker Engine socket %s: run the task as root (become: true) "
@@ -82,8 +89,19 @@ def docker_host_from(params):
 
 
 def tls_config_from(params):
-    """Return a TLSConfig for the options, or None for a plain connection. Raises DockerConnectionError."""
-    verify = bool(params.get("validate_certs"))
+    """Return a TLSConfig for the options, or None for a plain connection. Raises DockerConnectionError.
+
+    A given ca_path is always used to verify the engine: validate_certs unset means verify when
+    ca_path is given, and validate_certs=false next to a ca_path is refused rather than ignoring it.
+    """
+    verify = params.get("validate_certs")
+    ca_path = params.get("ca_path")
+    if verify is False and ca_path and params.get("tls"):
+        raise DockerConnectionError(
+            "ca_path %s is given but validate_certs=false turns verification of the engine's certificate off, so the CA would be "
+            "ignored: drop validate_certs=false (ca_path then verifies the engine) or drop ca_path." % ca_path)
+    if verify is None:
+        verify = bool(ca_path and params.get("tls"))
     if not (params.get("tls") or verify):
         return None
     for option in ("ca_path", "client_cert", "client_key"):
@@ -92,13 +110,36 @@ def tls_config_from(params):
             raise DockerConnectionError("%s %s does not exist or is not a file." % (option, path))
     if bool(params.get("client_cert")) != bool(params.get("client_key")):
         raise DockerConnectionError("client_cert and client_key must be given together.")
-    if verify and not params.get("ca_path"):
+    if verify and not ca_path:
         raise DockerConnectionError("validate_certs=true needs ca_path: the CA certificate that signed the engine's certificate.")
     client_cert = (params["client_cert"], params["client_key"]) if params.get("client_cert") else None
     try:
-        return TLSConfig(client_cert=client_cert, ca_cert=params.get("ca_path"), verify=params.get("ca_path") if verify else False)
+        return TLSConfig(client_cert=client_cert, ca_cert=ca_path if verify else None, verify=ca_path if verify else False)
     except TLSParameterError as exc:
         raise DockerConnectionError("Invalid TLS options: %s" % exc) from exc
+
+
+if docker is not None:
+    class _PinnedCAClient(docker.APIClient):
+        """An APIClient whose CA (ca_path) wins over REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE.
+
+        requests lets those variables replace a session's `verify` path on every request, so on a
+        host that sets them (many do) the engine would be checked against the system's CAs, and
+        ca_path silently ignored.
+        """
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify is None:
+                settings["verify"] = self.verify
+            return settings
+
+
+def _docker_client(**kwargs):
+    """docker.DockerClient (which only holds `api`) over _PinnedCAClient."""
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = _PinnedCAClient(**kwargs)
+    return client
 
 
 def build_client(params):
@@ -110,7 +151,7 @@ def build_client(params):
     if tls is not None and docker_host.startswith("tcp://"):
         docker_host = "https://" + docker_host[len("tcp://"):]
     try:
-        client = docker.DockerClient(
+        client = _docker_client(
             base_url=docker_host,
             version=params.get("api_version") or "auto",
             timeout=params.get("timeout") or 60,

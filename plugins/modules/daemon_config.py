@@ -21,8 +21,18 @@ description:
     the engine's systemd unit already passes to dockerd as a flag (the classic C(hosts) against C(-H fd://), which keeps
     dockerd from starting), and C(dockerd --validate --config-file) on the candidate file where the installed dockerd
     has it (Docker 23 and later; probed, not assumed).
+  - Every check runs on the whole file dockerd would read, not only on the keys this run changes; a key in the file that
+    conflicts with a flag of the unit (also one someone else put there) is refused, naming the host, the key and the flag.
   - Writes through a temporary file in the same directory and a rename, keeping the file's mode and owner (a new file is
-    C(0644)); O(backup) keeps a copy of the previous file.
+    C(0644)); O(backup) keeps a copy of the previous file, and only the O(backup_keep) newest copies. A failed write (a full
+    disk) leaves no temporary file behind, and each run removes the C(.daemon.json.*.tmp) files an interrupted run left.
+  - Writes daemon.json last, after the registry CAs, the proxy drop-in and C(systemctl daemon-reload), so a failure on the
+    way leaves the file as the engine runs it.
+  - Keeps a root-only record (O(applied_record)) of the daemon.json and drop-in the engine last ran with success. A file on
+    disk that differs from it (a run that wrote it and failed before the engine applied it, or a hand edit) is reported in
+    RV(pending) and RV(needs), and checked like a change, so the next reload or restart applies it. O(state=applied)
+    updates the record after a successful reload or restart, O(state=rolled_back) puts its files back; the
+    fleet.images.daemon role does both.
   - Proxies go into daemon.json's C(proxies) object on engines that support it (23 and later) and otherwise into a systemd
     drop-in (O(dropin)) followed by C(systemctl daemon-reload); O(proxy_method=auto) picks by the engine's version, and the
     result says which was used.
@@ -42,8 +52,34 @@ attributes:
     details: Shows daemon.json (and the drop-in when it changes) before and after, with passwords in proxy URLs masked.
   idempotent:
     support: full
-    details: Compares parsed JSON, not text, so a file that only differs in formatting or key order is left alone.
+    details: Compares parsed JSON, not text, so a file that only differs in formatting or key order is left alone. A change
+      written but not yet applied is reported in RV(needs) on every run until O(state=applied) records it.
 options:
+  state:
+    description:
+      - V(present) merges the requested settings into the file.
+      - V(applied) records the daemon.json and drop-in now on disk in O(applied_record) as what the engine runs; call it
+        after a reload or restart that succeeded. Nothing else is read or changed.
+      - V(rolled_back) puts back the daemon.json and drop-in of O(applied_record) (the configuration the engine last ran with
+        success) and runs C(systemctl daemon-reload) when the drop-in changed. It does not reload or restart Docker. It
+        remembers the daemon.json it replaced as refused (see O(retry_refused)).
+    type: str
+    choices: [present, applied, rolled_back]
+    default: present
+  applied_record:
+    description:
+      - Where the record of the configuration the engine last ran with success is kept. It is JSON, mode 0600 in a
+        directory of mode 0700, as it may hold proxy passwords.
+      - Made, from the files as they are, before the first write of a host that has none.
+    type: path
+    default: /var/lib/fleet-images/daemon-applied.json
+  retry_refused:
+    description:
+      - Apply a daemon.json although dockerd refused exactly this file before (O(state=rolled_back) remembers the sha256 of
+        each file it replaced). Without it such a file is refused before anything is written, so Docker is not reloaded or
+        restarted into a file known to fail.
+    type: bool
+    default: false
   path:
     description:
       - The daemon configuration file.
@@ -128,9 +164,14 @@ options:
   backup:
     description:
       - Keep a copy of daemon.json (and of the drop-in) as it was before the change, next to it, with a timestamp in its name.
-      - RV(backup_file) names the copy, so a rollback can restore it.
+      - RV(backup_file) names the copy.
     type: bool
     default: false
+  backup_keep:
+    description:
+      - How many copies O(backup) keeps per file (daemon.json and the drop-in); older ones are removed (RV(removed_backups)).
+    type: int
+    default: 5
   replace_invalid:
     description:
       - Replace an existing daemon.json that is not valid JSON (or is empty), after keeping a backup whatever O(backup) says.
@@ -184,7 +225,9 @@ notes:
     C(shutdown-timeout), C(runtimes), C(default-runtime), C(default-shm-size), C(default-ipc-mode),
     C(default-cgroupns-mode), C(allow-nondistributable-artifacts), C(network-diagnostic-port)); every other change,
     proxies included, needs a restart.
-  - When a change needs a restart while containers run and live-restore is off, the module warns that the restart stops them.
+  - When a change needs a restart while containers run and live-restore is off, the module warns that the restart stops them,
+    unless the change turns live-restore on; then reload first (C(live-restore) is in RV(needs_keys.reload)) and restart
+    after, as the fleet.images.daemon role does, and the containers keep running.
 author:
   - fleet.images contributors (!UNKNOWN)
 seealso:
@@ -245,16 +288,16 @@ path:
   sample: /etc/docker/daemon.json
 config:
   description: The configuration the file holds after this run (what it would hold, in check mode), passwords masked.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   sample: {"data-root": "/var/lib/docker", "registry-mirrors": ["https://registry.site.example:5000"]}
 previous_config:
   description: The configuration the file held before, passwords masked; V(null) when it did not exist or was not valid JSON.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
 changed_keys:
   description: Top-level daemon.json keys this run added, changed or removed.
-  returned: success
+  returned: success, with O(state=present)
   type: list
   elements: str
   sample: [registry-mirrors]
@@ -262,12 +305,12 @@ needs:
   description:
     - What the engine needs to pick the change up. V(none), V(reload) (SIGHUP, C(systemctl reload docker)) or V(restart).
     - A restart whenever any change needs one; V(reload) only when every changed key is one dockerd reloads.
-  returned: success
+  returned: success, with O(state=present)
   type: str
   sample: reload
 needs_keys:
   description: The changed keys behind RV(needs), split by what each needs; V(proxies) when the drop-in changed.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   contains:
     reload:
@@ -281,12 +324,12 @@ needs_keys:
   sample: {"reload": ["registry-mirrors"], "restart": []}
 proxy_method:
   description: Where the proxies went, V(daemon_json) or V(systemd); V(null) when this run did not manage proxies.
-  returned: success
+  returned: success, with O(state=present)
   type: str
   sample: systemd
 created:
   description: Whether daemon.json did not exist and was created.
-  returned: success
+  returned: success, with O(state=present)
   type: bool
 backup_file:
   description: The copy of the previous daemon.json, when one was made.
@@ -298,6 +341,42 @@ replaced_invalid:
   returned: when an invalid file was replaced
   type: str
   sample: "/etc/docker/daemon.json is not valid JSON: Expecting ',' delimiter at line 3, column 3"
+pending:
+  description:
+    - Whether the files on disk held a change the engine has not applied yet (they differ from O(applied_record)) before
+      this run. RV(needs) includes it, while the module may report no change.
+  returned: when O(state=present)
+  type: bool
+pending_keys:
+  description: The daemon.json keys (and V(proxies) for the drop-in) on disk that the engine has not applied yet.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [registry-mirrors]
+removed_temp_files:
+  description: Temporary files an interrupted run had left next to daemon.json or the drop-in, removed by this run.
+  returned: when O(state=present)
+  type: list
+  elements: str
+removed_backups:
+  description: Backups older than the O(backup_keep) newest, removed by this run.
+  returned: when O(state=present)
+  type: list
+  elements: str
+applied_record:
+  description: The record of what the engine last ran with.
+  returned: always
+  type: str
+  sample: /var/lib/fleet-images/daemon-applied.json
+restored:
+  description: The files O(state=rolled_back) put back.
+  returned: when O(state=rolled_back)
+  type: list
+  elements: str
+dropin_restored:
+  description: Whether O(state=rolled_back) put the drop-in back (then C(systemctl daemon-reload) ran).
+  returned: when O(state=rolled_back)
+  type: bool
 problems:
   description: Every reason the change was refused, one per item (also joined in C(msg)).
   returned: failure
@@ -306,13 +385,13 @@ problems:
   sample: ["'registry-mirrors' item 1 \"mirror.example:5000\" has no scheme: write it as https://mirror.example:5000"]
 registry_ca_certs:
   description: The registries of O(registry_ca_certs) whose C(ca.crt) was written (or, in check mode, would be).
-  returned: success
+  returned: success, with O(state=present)
   type: list
   elements: str
   sample: ["registry1.site.example:5000"]
 dropin:
   description: The systemd drop-in with the proxies.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   contains:
     path:
@@ -335,7 +414,7 @@ dropin:
       type: bool
 validation:
   description: What checked the candidate besides the module's own checks.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   contains:
     dockerd:
@@ -352,7 +431,7 @@ validation:
   sample: {"dockerd": "unavailable", "binary": "/usr/sbin/dockerd", "message": "dockerd 20.10.24 has no --validate"}
 engine:
   description: What the module learnt about the engine.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   contains:
     version:
@@ -378,7 +457,7 @@ engine:
       type: str
 unit:
   description: What the module read from the engine's systemd unit.
-  returned: success
+  returned: success, with O(state=present)
   type: dict
   contains:
     name:
@@ -410,12 +489,15 @@ unit:
     config_file: null
 """
 
+import errno
+import hashlib
+import json
 import os
-import tempfile
-import traceback
+import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleet.images.plugins.module_utils import atomic_file
 from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
 from ansible_collections.fleet.images.plugins.module_utils import systemd_dropin
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
@@ -430,6 +512,9 @@ UNIT_DIRECTORIES = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/li
 DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
 NEW_FILE_MODE = 0o644
 NEW_DIRECTORY_MODE = 0o755
+HOSTNAME = platform.node() or "this host"
+# How many daemon.json files the engine refused the record remembers (by sha256).
+KEEP_REFUSED = 10
 DEDICATED_OPTIONS = (("registry_mirrors", "registry-mirrors"), ("insecure_registries", "insecure-registries"), ("proxies", "proxies"))
 
 
@@ -651,25 +736,44 @@ def ensure_directory(path):
 
 def write_temp(module, path, text, check_mode):
     """A temporary file holding `text`: next to `path` (same file system, for the rename), or in the
-    module's scratch directory in check mode (nothing is created next to the real file)."""
+    module's scratch directory in check mode (nothing is created next to the real file).
+    A failed write (a full disk) leaves no temporary file and raises WriteFailed naming `path`."""
     directory = os.path.dirname(os.path.realpath(path))
     if check_mode or not os.path.isdir(directory):
         directory = module.tmpdir
-    handle, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    return temp
+    try:
+        return atomic_file.write_temp(directory, os.path.basename(path), text.encode("utf-8"))
+    except OSError as exc:
+        raise WriteFailed(path, exc) from None
 
 
 def install(module, temp, path, existed):
     """Rename the temporary file over `path` (over its target when it is a symlink, which stays);
     atomic_move keeps an existing file's mode, owner and context."""
     path = os.path.realpath(path)
-    module.atomic_move(temp, path)
+    try:
+        module.atomic_move(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
     if not existed:
         os.chmod(path, NEW_FILE_MODE)
+
+
+def put_file(module, path, text, existed):
+    """Replace `path` with `text` through a temporary file next to it."""
+    ensure_directory(path)
+    install(module, write_temp(module, path, text, False), path, existed)
+
+
+class WriteFailed(Exception):
+    """Writing a file failed; the message names the host, the file and what to do."""
+
+    def __init__(self, path, exc, what=None):
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc)).lower()
+        super().__init__("Cannot write %s on %s: %s (in %s). %s was left as it was and no temporary file remains; %s, then run again." % (
+            what or path, HOSTNAME, reason, os.path.dirname(os.path.realpath(path)), path,
+            "free space there" if exc.errno == errno.ENOSPC else "fix that"))
 
 
 def dockerd_validate(module, binary, candidate, real_path):
@@ -678,9 +782,74 @@ def dockerd_validate(module, binary, candidate, real_path):
     return rc == 0, dj.mask_url(said)
 
 
+# ---------------------------------------------------------------------------------------------
+# What the engine last ran: a root-only record written when an apply succeeded
+
+
+def read_record(module, path):
+    """The record (dict with daemon_json and dropin texts) for daemon.json at `path`, or None."""
+    record_path = module.params["applied_record"]
+    text = read_file(record_path)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        module.warn("%s is not a record this module wrote (not JSON); it is ignored and rewritten at the next successful apply" % record_path)
+        return None
+    if not isinstance(record, dict) or record.get("path") != os.path.realpath(path):
+        return None
+    return record
+
+
+def write_record(module, path, daemon_text, dropin_text, refused=()):
+    """Record the files the engine runs with (mode 0600 in a 0700 directory: proxy passwords), and the
+    sha256 of the daemon.json files it refused (the newest KEEP_REFUSED)."""
+    record_path = module.params["applied_record"]
+    directory = os.path.dirname(record_path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    data = json.dumps(dict(path=os.path.realpath(path), daemon_json=daemon_text, dropin_path=module.params["dropin"], dropin=dropin_text,
+                           refused=list(refused)[-KEEP_REFUSED:]), indent=2, sort_keys=True) + "\n"
+    try:
+        return atomic_file.atomic_write(record_path, data.encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise WriteFailed(record_path, exc) from None
+
+
+def digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def pending_changes(record, current, dropin_text, path):
+    """(daemon.json keys on disk that the engine does not run yet, whether the drop-in differs), from the record."""
+    if record is None:
+        return [], False
+    applied = {}
+    if record.get("daemon_json") is not None:
+        try:
+            applied = dj.parse_config(record["daemon_json"], path)[0]
+        except dj.ParseError:
+            applied = {"(unreadable record)": True}
+    return dj.changed_keys(applied, current), record.get("dropin") != dropin_text
+
+
+def collect_secrets(module, *sources):
+    """Register every URL password found in the given texts and values as a secret Ansible masks."""
+    for source in sources:
+        for secret in dj.passwords_in(source):
+            if len(secret) > 1:
+                module.no_log_values.add(secret)
+
+
+def scrub(module, text):
+    return dj.hide_secrets(text, module.no_log_values)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=docker_connection_args(
+            state=dict(type="str", choices=["present", "applied", "rolled_back"], default="present"),
             path=dict(type="path", default="/etc/docker/daemon.json"),
             settings=dict(type="dict", default={}),
             registry_mirrors=dict(type="list", elements="str"),
@@ -694,6 +863,7 @@ def main():
             list_merge=dict(type="str", choices=list(dj.LIST_MERGE_MODES), default="replace"),
             remove=dict(type="list", elements="str", default=[]),
             backup=dict(type="bool", default=False),
+            backup_keep=dict(type="int", default=5),
             replace_invalid=dict(type="bool", default=False),
             validate=dict(type="bool", default=True),
             dropin=dict(type="path", default="/etc/systemd/system/docker.service.d/http-proxy.conf"),
@@ -701,15 +871,27 @@ def main():
             dockerd_path=dict(type="path"),
             registry_ca_certs=dict(type="dict", default={}),
             certs_d=dict(type="path", default="/etc/docker/certs.d"),
+            applied_record=dict(type="path", default="/var/lib/fleet-images/daemon-applied.json"),
+            retry_refused=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
+    path = module.params["path"]
     try:
-        result = run(module)
+        if module.params["backup_keep"] < 1:
+            raise Refused("backup_keep must be 1 or more (the newest backup is what a rollback may need), not %d" % module.params["backup_keep"])
+        if module.params["state"] == "applied":
+            result = record_applied(module)
+        elif module.params["state"] == "rolled_back":
+            result = roll_back(module)
+        else:
+            result = run(module)
     except Refused as exc:
-        module.fail_json(msg=str(exc), problems=exc.problems, path=module.params["path"], **exc.details)
+        module.fail_json(msg=scrub(module, str(exc)), problems=[scrub(module, item) for item in exc.problems], path=path, **exc.details)
+    except WriteFailed as exc:
+        module.fail_json(msg=scrub(module, str(exc)), path=path)
     except (OSError, dj.DaemonJsonError) as exc:
-        module.fail_json(msg="While changing %s: %s" % (module.params["path"], exc), path=module.params["path"], exception=traceback.format_exc())
+        module.fail_json(msg=scrub(module, "While changing %s on %s: %s" % (path, HOSTNAME, exc)), path=path)
     module.exit_json(**result)
 
 
@@ -720,11 +902,65 @@ def hide_proxy_passwords(module):
     in_settings = (module.params["settings"] or {}).get("proxies")
     if isinstance(in_settings, dict):
         given += list(in_settings.values())
-    for value in given:
-        if isinstance(value, str):
-            password = dj.url_password(value)
-            if password:
-                module.no_log_values.add(password)
+    collect_secrets(module, given)
+
+
+def record_applied(module):
+    """state=applied: the engine runs the files now on disk (the role calls this after its reload or restart succeeded)."""
+    path = module.params["path"]
+    daemon_text, dropin_text = read_file(path), read_file(module.params["dropin"])
+    collect_secrets(module, daemon_text, dropin_text)
+    record = read_record(module, path)
+    refused = [item for item in (record or {}).get("refused", []) if daemon_text is None or item != digest(daemon_text)]
+    changed = record is None or record.get("daemon_json") != daemon_text or record.get("dropin") != dropin_text \
+        or refused != record.get("refused", [])
+    if changed and not module.check_mode:
+        write_record(module, path, daemon_text, dropin_text, refused)
+    return dict(changed=changed, path=path, applied_record=module.params["applied_record"])
+
+
+def roll_back(module):
+    """state=rolled_back: put back the daemon.json and drop-in of the record (what the engine last ran with success)."""
+    params = module.params
+    path, dropin_path = params["path"], params["dropin"]
+    record = read_record(module, path)
+    if record is None:
+        raise Refused("There is no record at %s of a %s the engine ran with on %s: nothing to roll back to. Restore the file by hand "
+                      "(a backup is next to it) and restart Docker." % (params["applied_record"], path, HOSTNAME))
+    collect_secrets(module, record.get("daemon_json"), record.get("dropin"))
+    refused_text = read_file(path)
+    if refused_text is not None and refused_text != record.get("daemon_json") and not module.check_mode:
+        # the engine refused this file: a later run does not apply it again (retry_refused overrides)
+        write_record(module, path, record.get("daemon_json"), record.get("dropin"), record.get("refused", []) + [digest(refused_text)])
+    restored = []
+    for target, wanted in ((path, record.get("daemon_json")), (dropin_path, record.get("dropin"))):
+        current = read_file(target)
+        if current == wanted:
+            continue
+        restored.append(target)
+        if module.check_mode:
+            continue
+        if wanted is None:
+            os.unlink(target)
+        else:
+            put_file(module, target, wanted, current is not None)
+    dropin_restored = dropin_path in restored
+    if dropin_restored and not module.check_mode:
+        daemon_reload(module, dropin_path)
+    return dict(changed=bool(restored), path=path, restored=restored, dropin_restored=dropin_restored,
+                applied_record=params["applied_record"])
+
+
+def daemon_reload(module, dropin_path):
+    """systemctl daemon-reload after a drop-in changed; True when it ran."""
+    systemctl = module.get_bin_path("systemctl")
+    if not (systemctl and systemd_is_running()):
+        return False
+    rc, out, err = module.run_command([systemctl, "daemon-reload"])
+    if rc != 0:
+        raise Refused("%s was written on %s but systemctl daemon-reload failed: %s. daemon.json was not changed; fix systemd and run again "
+                      "(the next run applies the drop-in)." % (dropin_path, HOSTNAME, (err or out).strip()))
+    return True
 
 
 def run(module):
@@ -750,8 +986,17 @@ def run(module):
     if problems:
         raise Refused("%s: the change was refused and nothing was written:\n- %s" % (path, "\n- ".join(problems)), problems)
 
-    # What the file holds now.
+    # Temporary files an interrupted run left behind.
+    stale = [name for target in (path, params["dropin"]) for name in atomic_file.stale_temps(target)]
+    if stale and not check_mode:
+        for target in (path, params["dropin"]):
+            atomic_file.remove_stale_temps(target)
+
+    # What the files hold now, and what the engine last ran with.
     text = read_file(path)
+    dropin_path = params["dropin"]
+    dropin_text = read_file(dropin_path)
+    collect_secrets(module, text, dropin_text)
     existed = text is not None
     current, invalid_reason = {}, None
     if existed:
@@ -763,13 +1008,18 @@ def run(module):
                 raise Refused("%s\nNothing was written. Fix the file, or set replace_invalid=true to replace it (a backup is kept)." % exc,
                               [str(exc)], line=exc.line, column=exc.column)
             invalid_reason = str(exc)
+    record = read_record(module, path)
+    if record is not None:
+        collect_secrets(module, record.get("daemon_json"), record.get("dropin"))
+    pending_keys, dropin_pending = pending_changes(record, current, dropin_text, path) if invalid_reason is None else ([], False)
+    pending = bool(pending_keys or dropin_pending)
 
-    # The unit, the installed dockerd, the running engine. When the file already holds what is asked
-    # (and no proxy method has to be picked), nothing will be written: dockerd and the engine are
-    # not asked, which is most of a rerun's cost.
+    # The unit, the installed dockerd, the running engine. When the file already holds what is asked,
+    # the engine runs it and no proxy method has to be picked, nothing will be written: dockerd and
+    # the engine are not asked, which is most of a rerun's cost.
     unit_info, unit_argv = read_unit(module, params["unit"])
     flags = dj.dockerd_flags(unit_argv)
-    settled = (existed and invalid_reason is None and wanted_proxies is None and not remove_proxies
+    settled = (existed and invalid_reason is None and wanted_proxies is None and not remove_proxies and not pending
                and dj.remove_paths(dj.merge(current, overlay, params["list_merge"]), remove)[0] == current)
     if settled:
         binary, binary_version, binary_version_text, has_validate = None, None, None, False
@@ -790,8 +1040,6 @@ def run(module):
     candidate = dj.merge(current, overlay, params["list_merge"])
     candidate, dummy = dj.remove_paths(candidate, remove)
     method = None
-    dropin_path = params["dropin"]
-    dropin_text = read_file(dropin_path)
     dropin_wanted = dropin_text  # unchanged unless proxies are managed
     if wanted_proxies is not None:
         method = pick_proxy_method(module, params["proxy_method"], engine, binary_version)
@@ -808,26 +1056,33 @@ def run(module):
     elif remove_proxies:
         dropin_wanted = None
 
+    # Every check runs on the whole candidate: it is what dockerd reads at its next start, whatever restarts it.
     keys = dj.changed_keys(current, candidate)
-    must_be_valid = set(keys) | set(overlay) | ({"proxies"} if method == "daemon_json" else set())
+    must_be_valid = set(keys) | set(overlay) | set(pending_keys) | ({"proxies"} if method == "daemon_json" else set())
     will_validate = params["validate"] and has_validate
     report = dj.validate_config(candidate, must_be_valid, check_version, unknown_keys_checked_elsewhere=will_validate)
     errors = list(report.errors)
     warnings.extend(report.warnings)
-    for dummy_path, top, message in dj.find_flag_conflicts(candidate, flags, unit_info.exec_start_file if unit_info else None):
-        (errors if top in must_be_valid else warnings).append(message)
+    for dummy_path, top, message in dj.find_flag_conflicts(candidate, flags, unit_info.exec_start_file if unit_info else None, HOSTNAME):
+        errors.append(message)
     if errors:
         raise Refused("%s: the change was refused and nothing was written:\n- %s" % (path, "\n- ".join(errors)), errors)
 
     file_changes = (not existed and bool(candidate)) or invalid_reason is not None or (existed and candidate != current)
     dropin_changes = dropin_wanted != dropin_text
-    needs, needs_keys = dj.classify(keys, extra_restart=["proxies"] if dropin_changes else ())
+    needs, needs_keys = dj.classify(sorted(set(keys) | set(pending_keys)),
+                                    extra_restart=["proxies"] if dropin_changes or dropin_pending else ())
     new_text = dj.render_config(candidate)
 
-    # Check the candidate file itself, then put it in place.
+    to_apply = new_text if file_changes else (text if pending_keys else None)
+    if to_apply is not None and record is not None and digest(to_apply) in record.get("refused", []) and not params["retry_refused"]:
+        raise Refused("On %s, dockerd refused exactly this %s at an earlier reload or restart, and the configuration it ran before was "
+                      "put back: it is not applied again. Change the settings (the earlier failure said what dockerd refused), or set "
+                      "retry_refused=true to try it once more. Nothing was written." % (HOSTNAME, path))
+
+    # Check the file dockerd will read (the candidate, or the unapplied file on disk) with dockerd itself.
     validation = dict(dockerd="not_needed", binary=binary, message="nothing to write")
-    backup_file = None
-    if file_changes:
+    if to_apply is not None:
         if not params["validate"]:
             validation.update(dockerd="skipped", message="validate=false")
         elif not binary:
@@ -835,61 +1090,67 @@ def run(module):
         elif not has_validate:
             validation.update(dockerd="unavailable", message="dockerd %s has no --validate; only the module's own checks ran"
                               % (dj.format_version(binary_version) if binary_version else "(version unknown)"))
-        if not check_mode:
-            ensure_directory(path)
-        temp = write_temp(module, path, new_text, check_mode)
-        try:
-            if will_validate and binary:
+        else:
+            temp = write_temp(module, path, to_apply, True)
+            try:
                 passed, said = dockerd_validate(module, binary, temp, path)
-                validation.update(dockerd="passed" if passed else "failed", message=said)
-                if not passed:
-                    raise Refused("dockerd --validate refused the new %s, which was not written: %s" % (path, said), [said], validation=validation)
-            if not check_mode:
-                if existed and (params["backup"] or invalid_reason is not None):
-                    backup_file = module.backup_local(path)
-                install(module, temp, path, existed)
-                temp = None
-        finally:
-            if temp and os.path.exists(temp):
+            finally:
                 os.unlink(temp)
+            validation.update(dockerd="passed" if passed else "failed", message=said)
+            if not passed:
+                what = "the new %s, which was not written" % path if file_changes else "%s on disk, which the engine has not applied yet" % path
+                raise Refused("dockerd --validate on %s refused %s: %s" % (HOSTNAME, what, said), [said], validation=validation)
+
+    # Writes: the files Docker reads at once or only after a restart first, daemon.json last, so a
+    # failure on the way leaves daemon.json as the engine runs it. A record of what the engine runs
+    # (the files as they are now, when there is none yet) lets a rerun see what is written but not applied.
+    writes = file_changes or dropin_changes
+    if writes and record is None and not check_mode:
+        write_record(module, path, text, dropin_text)
+
+    # Docker reads these at each connection: they never change what the engine needs.
+    trusted = [registry for registry, ca_cert in sorted(params["registry_ca_certs"].items())
+               if write_ca(docker_ca_path(registry, params["certs_d"]), ca_cert, check_mode)]
 
     dropin_result = dict(path=dropin_path, state="present" if dropin_wanted is not None else "absent", changed=dropin_changes,
                          created=dropin_changes and dropin_text is None, backup_file=None, systemd_reloaded=False)
+    pruned = []
     if dropin_changes and not check_mode:
         if dropin_text is not None and params["backup"]:
-            dropin_result["backup_file"] = module.backup_local(dropin_path)
+            dropin_result["backup_file"] = make_backup(dropin_path)
+            pruned += atomic_file.prune_backups(dropin_path, params["backup_keep"])
         if dropin_wanted is None:
             os.unlink(dropin_path)
         else:
-            ensure_directory(dropin_path)
-            temp = write_temp(module, dropin_path, dropin_wanted, False)
-            try:
-                install(module, temp, dropin_path, dropin_text is not None)
-            finally:
-                if os.path.exists(temp):
-                    os.unlink(temp)
-        systemctl = module.get_bin_path("systemctl")
-        if systemctl and systemd_is_running():
-            rc, out, err = module.run_command([systemctl, "daemon-reload"])
-            if rc != 0:
-                raise Refused("%s was written but systemctl daemon-reload failed: %s" % (dropin_path, (err or out).strip()))
-            dropin_result["systemd_reloaded"] = True
+            put_file(module, dropin_path, dropin_wanted, dropin_text is not None)
+        dropin_result["systemd_reloaded"] = daemon_reload(module, dropin_path)
 
-    # Docker reads these at each connection: written last, they never change what the engine needs.
-    trusted = [registry for registry, ca_cert in sorted(params["registry_ca_certs"].items())
-               if install_ca(docker_ca_path(registry, params["certs_d"]), ca_cert, check_mode)]
+    backup_file = None
+    if file_changes and not check_mode:
+        ensure_directory(path)
+        temp = write_temp(module, path, new_text, False)
+        try:
+            if existed and (params["backup"] or invalid_reason is not None):
+                backup_file = make_backup(path)
+                pruned += atomic_file.prune_backups(path, params["backup_keep"])
+            install(module, temp, path, existed)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
 
-    if needs == "restart" and engine["running_containers"] and not engine["live_restore"]:
-        hint = ("The new configuration turns live-restore on: reloading before the restart (the fleet.images.daemon role does) keeps them running."
-                if candidate.get("live-restore") is True else "Turning live-restore on first (a reload) would keep them running.")
-        warnings.append("Applying this change needs a Docker restart (%s) and live-restore is off: a plain restart stops the %s running container(s). %s"
-                        % (", ".join(needs_keys["restart"]), engine["running_containers"], hint))
+    # A change that turns live-restore on is applied by a reload before the restart (the daemon role
+    # does), which keeps the containers: no warning then.
+    if needs == "restart" and engine["running_containers"] and not engine["live_restore"] and candidate.get("live-restore") is not True:
+        warnings.append("Applying this change needs a Docker restart (%s) and live-restore is off: a plain restart stops the %s running container(s). "
+                        "Turning live-restore on first (a reload) would keep them running."
+                        % (", ".join(needs_keys["restart"]), engine["running_containers"]))
     for warning in warnings:
-        module.warn(warning)
+        module.warn(scrub(module, warning))
 
     diff = []
     if file_changes:
-        before = dj.mask_url(text) if invalid_reason is not None else (dj.render_config(dj.mask_credentials(current)) if existed else "")
+        before = "(not valid JSON, not shown: %s)\n" % invalid_reason if invalid_reason is not None else (
+            dj.render_config(dj.mask_credentials(current)) if existed else "")
         diff.append(dict(before_header=path, after_header=path, before=before, after=dj.render_config(dj.mask_credentials(candidate))))
     if dropin_changes:
         diff.append(dict(before_header=dropin_path, after_header=dropin_path, before=dj.mask_url(dropin_text or ""), after=dj.mask_url(dropin_wanted or "")))
@@ -912,7 +1173,7 @@ def run(module):
         config_file=config_flag,
     )
     result = dict(
-        changed=bool(file_changes or dropin_changes or trusted),
+        changed=bool(file_changes or dropin_changes or trusted or stale or pruned),
         registry_ca_certs=trusted,
         path=path,
         config=dj.mask_credentials(candidate),
@@ -920,12 +1181,17 @@ def run(module):
         changed_keys=keys,
         needs=needs,
         needs_keys=needs_keys,
+        pending=pending,
+        pending_keys=sorted(set(pending_keys) | ({"proxies"} if dropin_pending else set())),
         proxy_method=method,
         created=bool(file_changes and not existed),
         dropin=dropin_result,
         validation=validation,
         engine=engine_out,
         unit=unit_out,
+        removed_temp_files=stale,
+        removed_backups=pruned,
+        applied_record=params["applied_record"],
         diff=diff,
     )
     if backup_file:
@@ -933,6 +1199,20 @@ def run(module):
     if invalid_reason is not None and file_changes:
         result["replaced_invalid"] = invalid_reason
     return result
+
+
+def make_backup(path):
+    try:
+        return atomic_file.backup_copy(path)
+    except OSError as exc:
+        raise WriteFailed(path, exc, "a backup of %s" % path) from None
+
+
+def write_ca(ca_path, ca_cert, check_mode):
+    try:
+        return install_ca(ca_path, ca_cert, check_mode)
+    except OSError as exc:
+        raise WriteFailed(ca_path, exc) from None
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def files(tmp_path):
     """Paths for daemon.json and the proxy drop-in, in a directory of their own."""
     etc = tmp_path / "etc-docker"
     etc.mkdir()
-    return dict(path=str(etc / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"), unit=NO_UNIT)
+    return dict(path=str(etc / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"), unit=NO_UNIT,
+                applied_record=str(tmp_path / "state" / "daemon-applied.json"))
 
 
 def write(path, text, mode=0o644):
@@ -82,6 +83,10 @@ def test_check_then_create_then_nothing_to_do(files):
     assert oct(os.stat(files["path"]).st_mode & 0o7777) == "0o644"
     assert sorted(os.listdir(os.path.dirname(files["path"]))) == ["daemon.json"], "a temporary file was left behind"
 
+    # until the engine applied it (the daemon role records that after its reload), the file is pending
+    pending = run_module("daemon_config", params)
+    assert not pending["changed"] and pending["pending"] and pending["needs"] == "reload"
+    assert run_module("daemon_config", dict(files, state="applied"))["changed"]
     for check_mode in (True, False):
         again = run_module("daemon_config", params, check_mode=check_mode, diff=True)
         assert not again["changed"] and again["needs"] == "none" and again["diff"] == []
@@ -184,7 +189,8 @@ def test_replace_invalid_backs_up_first(files):
     assert result["changed"] and "is not valid JSON" in result["replaced_invalid"]
     assert open(result["backup_file"]).read() == '{"debug": tru'
     assert json.load(open(files["path"])) == {"registry-mirrors": ["https://m.example"]}
-    assert result["diff"][0]["before"] == '{"debug": tru'
+    # not quoted: an invalid file may hold a proxy password the masking cannot find
+    assert result["diff"][0]["before"].startswith("(not valid JSON, not shown: ")
 
 
 @pytest.mark.parametrize("params, fragments", [
@@ -217,11 +223,14 @@ def test_bad_input_is_refused_and_names_the_problem(files, params, fragments):
     assert not os.path.exists(files["dropin"])
 
 
-def test_problems_in_keys_this_run_leaves_alone_only_warn(files):
+def test_problems_in_keys_this_run_leaves_alone_are_refused_too(files):
+    # dockerd reads the whole file at its next start: a file it refuses is never written
     write(files["path"], '{"debug": "true"}')
+    before = digest(files["path"])
     result = run_module("daemon_config", dict(files, registry_mirrors=["https://m.example"]))
-    assert result["changed"]
-    assert any(text.startswith("'debug' must be a JSON boolean") for text in warnings_of(result)), warnings_of(result)
+    assert result["failed"] and "'debug' must be a JSON boolean" in result["msg"]
+    assert "already in the file before this change" in result["msg"] and "nothing was written" in result["msg"]
+    assert digest(files["path"]) == before
 
 
 # --- proxies -------------------------------------------------------------------------------
@@ -291,6 +300,7 @@ def test_validation_follows_what_the_installed_dockerd_can_do(files):
         assert "has no --validate" in result["validation"]["message"]
     skipped = run_module("daemon_config", dict(files, registry_mirrors=["https://n.example"], validate=False))
     assert skipped["validation"]["dockerd"] == "skipped"
+    run_module("daemon_config", dict(files, state="applied"))
     assert run_module("daemon_config", dict(files, registry_mirrors=["https://n.example"]))["validation"]["dockerd"] == "not_needed"
 
 
@@ -321,6 +331,10 @@ def test_restart_warning_when_containers_run_without_live_restore(files):
     assert bool(warned) == expected
     if warned:
         assert "a plain restart stops the %d running container(s)" % engine["running_containers"] in warned[0]
+    # turning live-restore on is applied by a reload before the restart: the containers keep running, no warning
+    turned_on = run_module("daemon_config", dict(files, settings={"log-opts": {"max-size": "2m"}, "live-restore": True}), check_mode=True)
+    assert turned_on["needs_keys"]["reload"] == ["live-restore"] and not [text for text in warnings_of(turned_on) if "needs a Docker restart" in text]
+    run_module("daemon_config", dict(files, state="applied"))
     reload_only = run_module("daemon_config", dict(files, registry_mirrors=["https://m.example"]))
     assert not [text for text in warnings_of(reload_only) if "needs a Docker restart" in text]
 
@@ -339,6 +353,7 @@ def test_registry_ca_certs_are_written_with_daemon_json_and_need_no_reload(files
     assert made["changed"] and made["registry_ca_certs"] == ["registry1:5000"] and made["needs"] == "reload"
     assert (certs_d / "registry1:5000" / "ca.crt").read_text() == ca
     assert oct(os.stat(certs_d / "registry1:5000" / "ca.crt").st_mode & 0o7777) == "0o644"
+    run_module("daemon_config", dict(files, state="applied"))
     again = run_module("daemon_config", params)
     assert not again["changed"] and again["registry_ca_certs"] == [] and again["needs"] == "none"
     # Only the CA changes: written, and the engine needs nothing.
@@ -357,3 +372,38 @@ def test_a_bad_registry_ca_is_refused_before_anything_is_written(files, tmp_path
     result = run_module("daemon_config", params)
     assert result["failed"] and fragment in result["msg"]
     assert not os.path.exists(files["path"]) and not (tmp_path / "certs.d").exists()
+
+
+# --- a full disk ---------------------------------------------------------------------------
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A tiny tmpfs as /etc/docker holding a daemon.json, filled up to the last byte."""
+    mount_point = tmp_path / "full-etc-docker"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "fi-dmn-full", str(mount_point)], check=True)
+    try:
+        write(str(mount_point / "daemon.json"), '{"debug": false}\n')
+        filler = os.open(str(mount_point / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("backup", [False, True])
+def test_a_full_disk_leaves_daemon_json_intact_and_no_temporary_file(files, full_disk, backup):
+    path = str(full_disk / "daemon.json")
+    before = digest(path)
+    result = run_module("daemon_config", dict(files, path=path, registry_mirrors=["https://mirror.example:5000"], backup=backup))
+    assert result["failed"]
+    assert result["msg"].startswith("Cannot write %s on " % path) and "no space left on device" in result["msg"], result["msg"]
+    assert "Traceback" not in json.dumps(result)
+    assert digest(path) == before
+    assert sorted(os.listdir(full_disk)) == ["daemon.json", "filler"], "a temporary file or a partial backup was left behind"

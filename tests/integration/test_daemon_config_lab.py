@@ -17,8 +17,9 @@ from lab import hosts as lab_hosts
 from lab import images as lab_images
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PREFIX = "daemon-it"
+PREFIX = "fi-dmn-it"
 LAB_DROPIN = "/etc/systemd/system/docker.service.d/10-lab.conf"
+RECORD = "/var/lib/fleet-images/daemon-applied.json"
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +74,9 @@ def file_state(host, path):
 
 @pytest.fixture()
 def clean_config(lab):
-    """Each test starts without daemon.json and without the proxy drop-in."""
+    """Each test starts without daemon.json, the proxy drop-in and the record of what the engine runs."""
     for host in lab.values():
-        host_run(host, "rm", "-f", "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/http-proxy.conf")
+        host_run(host, "rm", "-f", "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/http-proxy.conf", RECORD)
         host_run(host, "systemctl", "daemon-reload")
     return lab
 
@@ -115,8 +116,12 @@ def test_docker_26_validates_with_dockerd_and_takes_proxies_in_daemon_json(clean
     assert written == {"registry-mirrors": ["https://mirror.example:5000"],
                        "proxies": {"http-proxy": "http://proxy.example:3128", "https-proxy": "http://proxy.example:3128", "no-proxy": "localhost,127.0.0.1"}}
     assert host_run(host, "test", "-e", "/etc/systemd/system/docker.service.d/http-proxy.conf").returncode == 1
+    # written, not applied (the module never restarts Docker): the rerun says so until the record is made
     again = run_in_host(host, params, tmp_path)
-    assert not again["changed"] and again["needs"] == "none"
+    assert not again["changed"] and again["pending"] and again["needs"] == "restart"
+    assert run_in_host(host, {"state": "applied"}, tmp_path)["changed"]
+    settled = run_in_host(host, params, tmp_path)
+    assert not settled["changed"] and settled["needs"] == "none"
 
 
 @pytest.mark.parametrize("settings, said", [
@@ -131,7 +136,8 @@ def test_docker_26_dockerd_validate_refuses_and_nothing_is_written(clean_config,
     before = file_state(host, "/etc/docker/daemon.json")
     result = run_in_host(host, {"settings": settings}, tmp_path)
     assert result["failed"]
-    assert result["msg"].startswith("dockerd --validate refused the new /etc/docker/daemon.json, which was not written:")
+    hostname = host_run(host, "hostname").stdout.strip()
+    assert result["msg"].startswith("dockerd --validate on %s refused the new /etc/docker/daemon.json, which was not written:" % hostname)
     assert said in result["msg"]
     assert result["validation"]["dockerd"] == "failed"
     # same content, and no temporary candidate left in /etc/docker
@@ -153,6 +159,7 @@ def test_docker_20_10_has_no_validate_and_takes_proxies_in_a_drop_in(clean_confi
         assert expected in environment, environment
     assert json.loads(host_run(host, "cat", "/etc/docker/daemon.json").stdout) == {"registry-mirrors": ["https://mirror.example:5000"]}
     assert not run_in_host(host, params, tmp_path)["changed"]
+    assert run_in_host(host, {"state": "applied"}, tmp_path)["changed"]
 
     # the daemon.json method on 20.10 would keep dockerd from starting: refused
     refused = run_in_host(host, dict(params, proxy_method="daemon_json"), tmp_path)
@@ -170,3 +177,20 @@ def test_a_flag_name_as_key_is_refused_although_dockerd_26_accepts_it(clean_conf
     result = run_in_host(clean_config["trixie"], {"settings": {"registry-mirror": ["https://mirror.example"]}}, tmp_path)
     assert result["failed"]
     assert "'registry-mirror' is the name of dockerd's command-line flag; in daemon.json it is 'registry-mirrors'" in result["msg"]
+
+
+def test_a_full_etc_docker_leaves_daemon_json_intact_on_both_generations(clean_config, tmp_path):
+    for host in clean_config.values():
+        setup = ("set -e; mkdir -p /root/fi-dmn-full; mount -t tmpfs -o size=64k fi-dmn-full /root/fi-dmn-full; "
+                 "echo '{\"debug\": false}' > /root/fi-dmn-full/daemon.json; "
+                 "dd if=/dev/zero of=/root/fi-dmn-full/filler bs=4k 2>/dev/null || true")
+        assert host_run(host, "sh", "-c", setup).returncode == 0
+        try:
+            result = run_in_host(host, {"path": "/root/fi-dmn-full/daemon.json", "registry_mirrors": ["https://mirror.example:5000"],
+                                        "backup": True}, tmp_path)
+            assert result["failed"] and "no space left on device" in result["msg"], result
+            assert result["msg"].startswith("Cannot write /root/fi-dmn-full/daemon.json on ")
+            assert host_run(host, "ls", "-A", "/root/fi-dmn-full").stdout.split() == ["daemon.json", "filler"]
+            assert host_run(host, "cat", "/root/fi-dmn-full/daemon.json").stdout == '{"debug": false}\n'
+        finally:
+            host_run(host, "umount", "/root/fi-dmn-full")

@@ -71,7 +71,7 @@ def test_proxies_land_where_the_engine_generation_reads_them(host):
 def test_each_reload_path_has_a_host(host):
     # bookworm reloads through the unit's ExecReload, trixie (prepare removed it) by signalling MainPID
     exec_reload = host.check_output("systemctl show docker --property ExecReload --value")
-    assert bool(exec_reload) == (hostname(host) == "daemon-bookworm"), exec_reload
+    assert bool(exec_reload) == (hostname(host) == "fi-dmn-bookworm"), exec_reload
 
 
 def test_daemon_json_keeps_its_mode_and_a_backup_of_the_previous_file(host):

@@ -1,4 +1,5 @@
-"""Changes on converged hosts: a mirror change (mirror_change.yml) and four bad inputs (bad_input.yml).
+"""Changes on converged hosts: a mirror change (mirror_change.yml), seven bad inputs (bad_input.yml) and a
+change written but not applied, then applied by a rerun (unapplied.yml).
 
 Each side playbook runs once, on both hosts at the same time, from a module-scoped fixture that
 records every host's state before and after; the per-host tests check those records. This file
@@ -102,8 +103,36 @@ def test_bad_input_fails_clearly_and_docker_keeps_its_configuration(host, bad_in
     counters = recap(output, name)
     # every case failed (rescued) and every assert in the rescues passed
     assert rc == 0 and counters["failed"] == 0, output
-    assert counters["rescued"] == 4, output
+    assert counters["rescued"] == 7, output
     before, after = bad_input["before"][name], bad_input["after"][name]
     assert after["running"]
     assert after["daemon_json"] == before["daemon_json"]
     assert after["mirrors"] == before["mirrors"] == [MIRROR, SECOND_MIRROR]
+
+
+@pytest.fixture(scope="module")
+def unapplied(lab_hosts, bad_input):
+    before = dict((name, state(host)) for name, host in lab_hosts.items())
+    first = run_playbook("unapplied.yml")
+    after = dict((name, state(host)) for name, host in lab_hosts.items())
+    second = run_playbook("unapplied.yml")
+    return dict(before=before, first=first, after=after, second=second)
+
+
+def test_a_change_written_but_not_applied_is_applied_by_the_rerun(host, unapplied):
+    name = hostname(host)
+    rc, output = unapplied["first"]
+    assert rc == 0 and recap(output, name)["failed"] == 0, output
+    assert "Reload Docker (SIGHUP) and wait until dockerd reports" in output
+    before, after = unapplied["before"][name], unapplied["after"][name]
+    assert after["mirrors"] == [MIRROR, SECOND_MIRROR, "https://mirror3.lab.example/"]
+    assert after["process"] == before["process"], "dockerd was restarted for a mirror change"
+    rc, output = unapplied["second"]
+    assert rc == 0 and recap(output, name)["changed"] == 0, output
+
+
+def test_the_record_of_what_the_engine_runs_is_root_only(host, unapplied):
+    record = host.file("/var/lib/fleet-images/daemon-applied.json")
+    assert (record.mode, record.user) == (0o600, "root")
+    assert (host.file("/var/lib/fleet-images").mode, host.file("/var/lib/fleet-images").user) == (0o700, "root")
+    assert json.loads(record.content_string)["daemon_json"] == host.file("/etc/docker/daemon.json").content_string

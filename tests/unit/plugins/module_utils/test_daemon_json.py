@@ -26,10 +26,29 @@ def test_parse_error_names_line_and_column(text, line, column, fragment):
     assert "/etc/docker/daemon.json is not valid JSON" in message
     assert fragment in message
     assert "line %d, column %d" % (line, column) in message
-    # the offending line is quoted with a caret under the column
-    quoted, caret = message.splitlines()[-2:]
-    assert quoted.endswith(text.splitlines()[line - 1])
-    assert caret.index("^") == quoted.index("|") + 2 + column - 1
+    # the offending line is not quoted: it may hold a proxy password
+    assert text.splitlines()[line - 1].strip() not in message
+
+
+@pytest.mark.parametrize("password", ["p@ss", "p:a@ss", "pa/ss", "p%40ss", "s3cr3t"])
+def test_an_invalid_file_is_never_quoted_in_the_error(password):
+    # the error is on the line that holds the password
+    text = '{\n  "proxies": {"http-proxy": "http://user:%s@proxy.example:3128"} "debug": true\n}\n' % password
+    with pytest.raises(dj.ParseError) as caught:
+        dj.parse_config(text, "/etc/docker/daemon.json")
+    assert caught.value.line == 2 and "line 2, column %d" % caught.value.column in str(caught.value)
+    assert password not in str(caught.value) and "user:" not in str(caught.value)
+
+
+@pytest.mark.parametrize("depth", [100, 5000, 200000])
+def test_deep_nesting_is_a_clear_error(depth):
+    with pytest.raises(dj.ParseError, match=r"/p nests objects or lists (too deeply|more than 64 levels)"):
+        dj.parse_config('{"a": ' + "[" * depth + "]" * depth + "}", "/p")
+
+
+def test_nesting_depth():
+    assert dj.nesting_depth({}) == 1 and dj.nesting_depth({"a": [1, {"b": []}]}) == 4 and dj.nesting_depth(3) == 0
+    assert dj.parse_config('{"a": ' + "[" * 63 + "]" * 63 + "}")[0]
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t\n", "\ufeff"])
@@ -38,7 +57,7 @@ def test_empty_file_is_invalid_like_dockerd_says(text):
         dj.parse_config(text, "/etc/docker/daemon.json")
 
 
-@pytest.mark.parametrize("text, kind", [("[]", "a list"), ('"x"', 'the string "x"'), ("null", "null"), ("3", "a number")])
+@pytest.mark.parametrize("text, kind", [("[]", "a list"), ('"x"', 'a string'), ("null", "null"), ("3", "a number")])
 def test_top_level_must_be_an_object(text, kind):
     with pytest.raises(dj.ParseError, match=r"must hold a JSON object \(\{\.\.\.\}\); it holds %s" % kind):
         dj.parse_config(text)
@@ -210,10 +229,12 @@ def test_validate_config_accepts_good_values(key, value):
     assert dj.validate_config({key: value}, [key], engine_version=(26, 1, 5)) == dj.ValidationReport([], [])
 
 
-def test_problems_in_untouched_keys_are_warnings_not_errors():
+def test_problems_in_untouched_keys_are_errors_that_say_so():
+    # dockerd reads the whole file at its next start, whatever restarts it
     report = dj.validate_config({"debug": "true", "registry-mirrors": ["https://m.example"]}, ["registry-mirrors"], (26, 1, 5))
-    assert report.errors == []
-    assert report.warnings and report.warnings[0].startswith("'debug' must be a JSON boolean")
+    assert report.warnings == []
+    assert len(report.errors) == 1 and report.errors[0].startswith("'debug' must be a JSON boolean")
+    assert "already in the file before this change" in report.errors[0]
 
 
 @pytest.mark.parametrize("key, suggestion", [("registry-mirrorz", "registry-mirrors"), ("insecure-registrys", "insecure-registries"),
@@ -316,6 +337,13 @@ def test_proxies_from_option(option, expected):
     ("http://user:s3cret@proxy.example:3128", "http://user:xxxxx@proxy.example:3128"),
     ("http://proxy.example:3128", "http://proxy.example:3128"),
     ("flag --http-proxy http://a:b@p.example and https://c:d@q.example", "flag --http-proxy http://a:xxxxx@p.example and https://c:xxxxx@q.example"),
+    # the password is everything between the first ':' after the scheme and the LAST '@'
+    ("http://user:p@ss@proxy:3128", "http://user:xxxxx@proxy:3128"),
+    ("http://user:p:a@s@s@proxy:3128/", "http://user:xxxxx@proxy:3128/"),
+    ("http://user:pa/ss@proxy:3128", "http://user:xxxxx@proxy:3128"),
+    ("http://user:p%40ss@proxy:3128", "http://user:xxxxx@proxy:3128"),
+    ('{"http-proxy": "http://u:p@ss@proxy:3128", "no-proxy": "a@b"}', '{"http-proxy": "http://u:xxxxx@proxy:3128", "no-proxy": "a@b"}'),
+    ("http://user@proxy:3128", "http://user@proxy:3128"),
     (12, 12),
 ])
 def test_mask_url(text, masked):
@@ -331,9 +359,22 @@ def test_mask_credentials_walks_nested_values_without_changing_the_input():
 @pytest.mark.parametrize("url, password", [
     ("http://user:s3cret@proxy.example:3128", "s3cret"),
     ("http://user:@proxy.example", None),
+    ("http://user:p@ss@proxy:3128", "p@ss"),
+    ("http://user:p:a/ss@proxy:3128", "p:a/ss"),
+    ("http://user:p%40ss@proxy:3128", "p%40ss"),
     ("http://proxy.example:3128", None),
     ("", None),
     (None, None),
 ])
 def test_url_password(url, password):
     assert dj.url_password(url) == password
+
+
+def test_passwords_in_finds_raw_and_decoded_passwords_anywhere():
+    found = dj.passwords_in({"proxies": {"http-proxy": "http://u:p%40ss@x:1"}, "l": ["https://v:a@b@y"], "n": 3})
+    assert found == {"p%40ss", "p@ss", "a@b"}
+    assert dj.passwords_in('Environment="HTTP_PROXY=http://u:s:e@c@p:3128"') == {"s:e@c"}
+
+
+def test_hide_secrets_replaces_known_secrets_even_outside_urls():
+    assert dj.hide_secrets('it holds the string "p@ss" and http://u:p@ss@h', {"p@ss"}) == 'it holds the string "xxxxx" and http://u:xxxxx@h'

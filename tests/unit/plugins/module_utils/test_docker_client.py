@@ -78,3 +78,25 @@ def test_api_errors_keep_the_engine_explanation():
     error = docker_client.APIError("404 Client Error", response=response, explanation="No such image: nginx:1.25")
     message = docker_error_message(error, "saving image nginx:1.25")
     assert message == "Docker Engine refused saving image nginx:1.25 (HTTP 404): No such image: nginx:1.25"
+
+
+@pytest.mark.parametrize("params, verified", [
+    ({"tls": True}, False),
+    ({"tls": True, "ca_path": "CA"}, True),
+    ({"tls": True, "ca_path": "CA", "validate_certs": None}, True),
+    ({"tls": True, "ca_path": "CA", "validate_certs": True}, True),
+    ({"validate_certs": True, "ca_path": "CA"}, True),
+])
+def test_a_given_ca_path_is_always_used_to_verify(tmp_path, params, verified):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    params = dict((key, str(ca) if value == "CA" else value) for key, value in params.items())
+    config = tls_config_from(params)
+    assert config.verify == (str(ca) if verified else False)
+
+
+def test_ca_path_with_validate_certs_false_is_refused(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(DockerConnectionError, match="the CA would be ignored"):
+        tls_config_from({"tls": True, "ca_path": str(ca), "validate_certs": False})

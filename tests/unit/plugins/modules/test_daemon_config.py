@@ -134,7 +134,8 @@ def run_main(capsys, args, check_mode=False):
 def isolated(tmp_path):
     """Paths under tmp_path, no engine, no dockerd, no unit: only the module's own logic runs."""
     return dict(path=str(tmp_path / "docker" / "daemon.json"), dropin=str(tmp_path / "docker.service.d" / "http-proxy.conf"),
-                docker_host=NO_ENGINE, dockerd_path=str(tmp_path / "no-dockerd"), unit="fleet-images-absent.service")
+                docker_host=NO_ENGINE, dockerd_path=str(tmp_path / "no-dockerd"), unit="fleet-images-absent.service",
+                applied_record=str(tmp_path / "state" / "daemon-applied.json"))
 
 
 def test_main_predicts_in_check_mode_and_writes_nothing(capsys, isolated):
@@ -168,3 +169,183 @@ def test_main_lists_every_contradiction(capsys, isolated):
     assert result["failed"]
     assert result["problems"] == ["settings.mtu is null: to drop a key, list it in remove", "'debug' is both set and removed: give it in one place only"]
     assert result["msg"].startswith(isolated["path"] + ": the change was refused and nothing was written:")
+
+
+# --- written but not applied: the record of what the engine runs ------------------------------
+
+def test_the_first_write_records_the_files_as_they_were(capsys, isolated):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"debug": false}')
+    assert run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"]))["changed"]
+    record = json.load(open(isolated["applied_record"]))
+    assert record["daemon_json"] == '{"debug": false}' and record["dropin"] is None
+    assert oct(os.stat(isolated["applied_record"]).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(os.path.dirname(isolated["applied_record"])).st_mode & 0o777) == "0o700"
+
+
+def test_a_written_but_unapplied_change_is_reported_until_recorded_as_applied(capsys, isolated):
+    params = dict(isolated, registry_mirrors=["https://m.example"])
+    written = run_main(capsys, params)
+    assert written["changed"] and written["needs"] == "reload" and not written["pending"]
+    # the run that wrote it failed before the engine applied it: the rerun still asks for the reload
+    again = run_main(capsys, params)
+    assert not again["changed"] and again["pending"] and again["pending_keys"] == ["registry-mirrors"]
+    assert again["needs"] == "reload" and again["needs_keys"] == {"reload": ["registry-mirrors"], "restart": []}
+    # a hand edit the engine never saw counts too, with what it needs
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"registry-mirrors": ["https://m.example"], "log-level": "warn"}')
+    edited = run_main(capsys, params)
+    assert edited["pending_keys"] == ["log-level", "registry-mirrors"] and edited["needs"] == "restart"
+    # the role records the files after its reload or restart succeeded: then nothing is pending
+    assert run_main(capsys, dict(isolated, state="applied"))["changed"]
+    assert not run_main(capsys, dict(isolated, state="applied"))["changed"]
+    settled = run_main(capsys, params)
+    assert not settled["changed"] and not settled["pending"] and settled["needs"] == "none"
+
+
+def test_daemon_json_is_written_last_so_a_failure_before_leaves_it_alone(capsys, isolated, tmp_path):
+    certs_d = tmp_path / "certs.d"
+    certs_d.write_text("a file where the directory should be")
+    pem = pki_ca_pem()
+    result = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"], certs_d=str(certs_d),
+                                   registry_ca_certs={"r.example:5000": pem}))
+    assert result["failed"] and "Cannot write %s/r.example:5000/ca.crt" % certs_d in result["msg"]
+    assert not os.path.exists(isolated["path"]), "daemon.json was written although a later step failed"
+
+
+def test_rollback_puts_back_what_the_engine_last_ran_not_the_previous_file(capsys, isolated):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    good = '{"debug": false}'
+    with open(isolated["path"], "w") as handle:
+        handle.write(good)
+    assert run_main(capsys, dict(isolated, state="applied"))["changed"]
+    # a hand edit dockerd would refuse at start, then a run for an unrelated change
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"debug": false, "storage-driver": "no-such-driver"}')
+    changed = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"], backup=True))
+    assert changed["pending_keys"] == ["storage-driver"] and changed["needs"] == "restart"
+    assert "no-such-driver" in open(changed["backup_file"]).read()
+    rolled = run_main(capsys, dict(isolated, state="rolled_back"))
+    assert rolled["changed"] and rolled["restored"] == [isolated["path"]]
+    assert open(isolated["path"]).read() == good
+    assert not run_main(capsys, dict(isolated, state="rolled_back"))["changed"]
+
+
+def test_rollback_without_a_record_says_what_to_do(capsys, isolated):
+    result = run_main(capsys, dict(isolated, state="rolled_back"))
+    assert result["failed"] and "nothing to roll back to" in result["msg"] and "Traceback" not in json.dumps(result)
+
+
+# --- temporary files and backups ---------------------------------------------------------
+
+def test_stale_temporary_files_are_removed_by_the_next_run(capsys, isolated):
+    directory = os.path.dirname(isolated["path"])
+    os.makedirs(directory)
+    stale = [os.path.join(directory, ".daemon.json.%s.tmp" % name) for name in ("abc123", "x_y")]
+    for name in stale:
+        with open(name, "w") as handle:
+            handle.write("{half")
+    other = os.path.join(directory, ".other.json.abc.tmp")
+    open(other, "w").close()
+    predicted = run_main(capsys, dict(isolated, settings={"debug": True}), check_mode=True)
+    assert predicted["removed_temp_files"] == stale and all(os.path.exists(name) for name in stale)
+    result = run_main(capsys, dict(isolated, settings={"debug": True}))
+    assert result["removed_temp_files"] == stale
+    assert sorted(os.listdir(directory)) == [".other.json.abc.tmp", "daemon.json"]
+
+
+def test_backups_are_bounded(capsys, isolated):
+    directory = os.path.dirname(isolated["path"])
+    os.makedirs(directory)
+    with open(isolated["path"], "w") as handle:
+        handle.write("{}")
+    old = [os.path.join(directory, "daemon.json.%d.2020-01-0%d@10:00:00~" % (100 + day, day)) for day in range(1, 6)]
+    for name in old:
+        open(name, "w").close()
+    result = run_main(capsys, dict(isolated, settings={"debug": True}, backup=True, backup_keep=3))
+    assert result["removed_backups"] == old[:3]
+    assert sorted(name for name in os.listdir(directory) if name.endswith("~")) == sorted(
+        [os.path.basename(name) for name in old[3:]] + [os.path.basename(result["backup_file"])])
+    assert run_main(capsys, dict(isolated, settings={"debug": True}, backup=True, backup_keep=0))["failed"]
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+PASSWORDS = ["p@ss", "s:e/c@r%40et", "p%40ss", "a/b:c"]
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_password_in_an_invalid_file_is_never_shown(capsys, isolated, password):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    text = '{\n  "proxies": {"http-proxy": "http://user:%s@proxy.example:3128"}\n  "debug": true\n}\n' % password
+    with open(isolated["path"], "w") as handle:
+        handle.write(text)
+    refused = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"]))
+    assert refused["failed"] and "line 3, column 3" in refused["msg"]
+    replaced = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"], replace_invalid=True))
+    assert replaced["changed"] and "line 3, column 3" in replaced["replaced_invalid"]
+    for result in (refused, replaced):
+        shown = json.dumps(result)
+        assert password not in shown and password.replace("%40", "@") not in shown and "user:" not in shown, shown
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_password_in_a_value_of_the_wrong_type_is_never_shown(capsys, isolated, password):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    with open(isolated["path"], "w") as handle:
+        json.dump({"proxies": "http://user:%s@proxy.example:3128" % password, "labels": ["http://u:%s@x" % password]}, handle)
+    result = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"]))
+    assert result["failed"] and "'proxies' must be a JSON object" in result["msg"]
+    assert password not in json.dumps(result), result
+
+
+def test_deeply_nested_daemon_json_is_a_clear_error(capsys, isolated):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"a": ' + "[" * 100000 + "]" * 100000 + "}")
+    result = run_main(capsys, dict(isolated, registry_mirrors=["https://m.example"]))
+    assert result["failed"] and "nests objects or lists" in result["msg"] and "Traceback" not in json.dumps(result)
+
+
+# --- a key dockerd also gets as a flag -----------------------------------------------------
+
+def test_a_conflict_already_in_the_file_is_refused_for_an_unrelated_change(capsys, isolated, tmp_path, monkeypatch):
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "docker.service").write_text("[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n")
+    monkeypatch.setattr(daemon_config, "UNIT_DIRECTORIES", (str(units),))
+    os.makedirs(os.path.dirname(isolated["path"]))
+    before = '{"hosts": ["unix:///var/run/docker.sock"]}'
+    with open(isolated["path"], "w") as handle:
+        handle.write(before)
+    result = run_main(capsys, dict(isolated, unit="docker.service", registry_mirrors=["https://m.example"]))
+    assert result["failed"], result
+    assert "daemon.json key 'hosts' conflicts with the flag '-H fd://' that %s passes to dockerd" % (units / "docker.service") in result["msg"]
+    assert "on %s, " % daemon_config.HOSTNAME in result["msg"] and "remove: ['hosts']" in result["msg"]
+    assert open(isolated["path"]).read() == before and not os.path.exists(isolated["applied_record"])
+
+
+def pki_ca_pem():
+    import trustme
+    return trustme.CA().cert_pem.bytes().decode()
+
+
+def test_a_file_the_engine_refused_is_not_applied_again(capsys, isolated):
+    os.makedirs(os.path.dirname(isolated["path"]))
+    with open(isolated["path"], "w") as handle:
+        handle.write('{"debug": false}')
+    run_main(capsys, dict(isolated, state="applied"))
+    bad = dict(isolated, settings={"storage-driver": "no-such-driver"})
+    assert run_main(capsys, bad)["needs"] == "restart"
+    # the role's restart failed: it rolls back, and the file it replaced is remembered as refused
+    assert run_main(capsys, dict(isolated, state="rolled_back"))["changed"]
+    again = run_main(capsys, bad)
+    assert again["failed"] and "dockerd refused exactly this %s at an earlier reload or restart" % isolated["path"] in again["msg"]
+    assert "retry_refused=true" in again["msg"] and open(isolated["path"]).read() == '{"debug": false}'
+    # another change is not held back, and retry_refused tries the refused file once more
+    assert run_main(capsys, dict(isolated, settings={"storage-driver": "overlay2"}), check_mode=True)["changed"]
+    assert run_main(capsys, dict(bad, retry_refused=True))["changed"]
+    # once the engine ran it (recorded as applied), it is no longer refused
+    run_main(capsys, dict(isolated, state="applied"))
+    assert json.load(open(isolated["applied_record"]))["refused"] == []
