@@ -366,10 +366,6 @@ def crafted(kind):
     if kind == "bad pax length":
         pax = b"0 path=x\n"
         return header(b"././@PaxHeader", b"%011o\x00" % len(pax), b"x") + pax.ljust(512, b"\x00") + header(b"a", b"%011o\x00" % 0) + b"\x00" * 1024
-    if kind == "huge pax header":
-        return header(b"././@PaxHeader", b"%011o\x00" % (64 * 1024 * 1024 * 1024), b"x") + b"\x00" * 2048
-    if kind == "huge GNU long name":
-        return header(b"././@LongLink", b"%011o\x00" % (16 * 1024 * 1024 * 1024), b"L") + b"\x00" * 2048
     if kind == "garbage after a member":
         return header(b"a", b"%011o\x00" % 0) + os.urandom(512) + b"\x00" * 1024
     if kind == "truncated header":
@@ -378,12 +374,26 @@ def crafted(kind):
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("kind", ["negative GNU base-256 size", "bad pax length", "huge pax header", "huge GNU long name",
-                                  "garbage after a member", "truncated header"])
+@pytest.mark.parametrize("kind", ["negative GNU base-256 size", "bad pax length", "garbage after a member", "truncated header"])
 def test_crafted_tar_headers_end_in_a_clear_error(kind):
     with pytest.raises(ArchiveError) as caught:
         index_of(crafted(kind), 4096)
     assert "tar" in str(caught.value)
+
+
+def endless_zeros(head):
+    yield head
+    while True:
+        yield b"\x00" * 65536
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("typeflag, name", [(b"x", b"././@PaxHeader"), (b"L", b"././@LongLink")])
+def test_an_extended_header_is_refused_before_it_is_read_into_memory(typeflag, name):
+    # tarfile reads a pax or long-name header whole: 64 MiB announced, endless bytes behind it
+    stream = endless_zeros(header(name, b"%011o\x00" % (64 * 1024 * 1024), typeflag))
+    with pytest.raises(ArchiveError, match="an extended header of 67108864 bytes"):
+        read_archive(IterReader(stream))
 
 
 def archive_of(members):
