@@ -371,12 +371,13 @@ def sha256_file(path):
     return hash_file(path)[0]
 
 
-def open_entry_file(bundle_dir, entry, verify=True):
+def open_entry_file(bundle_dir, entry, verify=True, sha256_now=True):
     """Open an entry's tarball once and check it on that descriptor; return (path, open file at its start).
 
     The file must be a regular file (no symbolic link, FIFO or device) with the recorded size; with
     `verify`, its sha256 is computed from the same descriptor. Whoever loads it reads this descriptor
     again, so the bytes checked are the bytes used, whatever happens to the path meanwhile.
+    With `sha256_now` false only the size is checked here (check_open_file does the rest later).
     """
     path = resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
     try:
@@ -389,15 +390,18 @@ def open_entry_file(bundle_dir, entry, verify=True):
     except OSError as exc:
         raise BundleError("%s cannot be read for %s: %s" % (path, ", ".join(entry["references"]), exc.strerror or exc)) from None
     try:
-        check_open_file(path, handle, entry, verify)
+        check_open_file(path, handle, entry, verify, sha256_now)
     except BaseException:
         handle.close()
         raise
     return path, handle
 
 
-def check_open_file(path, handle, entry, verify=True):
-    """Check the open tarball of `entry`: its size and, with `verify`, its sha256; leave it at its start."""
+def check_open_file(path, handle, entry, verify=True, sha256_now=True):
+    """Check the open tarball of `entry`: its size and, with `verify` (and `sha256_now`), its sha256; leave it at its start.
+
+    A wrong size is reported with the actual sha256 when `verify` is set.
+    """
     size = os.fstat(handle.fileno()).st_size
     if size != entry["size"]:
         handle.seek(0)
@@ -407,7 +411,7 @@ def check_open_file(path, handle, entry, verify=True):
             "%s is %s: it has %d bytes, bundle.json records %d; expected sha256 %s, actual %s"
             % (path, "truncated" if size < entry["size"] else "longer than recorded", size, entry["size"], entry["sha256"], actual)
         )
-    if verify:
+    if verify and sha256_now:
         handle.seek(0)
         actual, counted = hash_handle(handle)
         handle.seek(0)

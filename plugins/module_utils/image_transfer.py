@@ -439,12 +439,11 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             os.makedirs(os.path.join(dest, bundle.IMAGES_DIR), mode=0o755, exist_ok=True)
             stack.enter_context(bundle.bundle_lock(dest))
             remove_stale_partials(os.path.join(dest, bundle.IMAGES_DIR))
-        leftovers = []
+        manifest_read = True
         try:
             manifest = bundle.load_manifest(dest, missing_ok=True)
-            if not check_mode:
-                leftovers = remove_uncommitted_tarballs(dest, manifest)
         except BundleError as exc:
+            manifest_read = False
             if not force:
                 raise BundleError("%s. Repair or remove it, or set force: true to start a new manifest in %s" % (exc, dest)) from exc
             manifest = bundle.new_manifest()
@@ -522,7 +521,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
         if not check_mode:
             commit_manifest(dest, manifest)
         in_use = {entry["file"] for entry in manifest["images"]}
-        removed = list(leftovers)
+        removed = []
         for name in obsolete_files:
             if name in in_use or name in removed:
                 continue
@@ -531,6 +530,8 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
                 removed.append(name)
                 if not check_mode:
                     os.unlink(path)
+        if not check_mode and manifest_read:
+            removed += [name for name in remove_uncommitted_tarballs(dest, manifest) if name not in removed]
         after_text = bundle.render_manifest(manifest)
         changed = any(result["written"] for result in results) or bool(removed) or before_text != after_text
     written_count = sum(result["written"] for result in results)
@@ -780,7 +781,7 @@ class Loader:
             return self.record(entry, "tagged", image_id, set_tags, False)
         with contextlib.ExitStack() as stack:
             try:
-                path, handle = bundle.open_entry_file(bundle_dir, entry, verify=False)  # size checked, not read yet
+                path, handle = bundle.open_entry_file(bundle_dir, entry, self.verify, sha256_now=False)  # size only
                 stack.callback(handle.close)
                 bundle.check_sums_agree(bundle_dir, entry)
                 self.check_space(label, expected_uncompressed(entry, path))
