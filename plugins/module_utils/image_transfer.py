@@ -137,11 +137,13 @@ def platform_matches(attrs, platform):
 # Saving
 
 
-def pull_image(client, reference, platform, engine_name="the engine"):
+def pull_image(client, reference, platform, engine_name="the engine", auth=None):
     """Pull through the engine; raise TransferError with the engine's own words when it fails."""
     kwargs = {"stream": True, "decode": True}
     if platform:
         kwargs["platform"] = platform
+    if auth:
+        kwargs["auth_config"] = auth
     try:
         with no_read_timeout(client):
             for event in client.api.pull(reference, **kwargs):

@@ -269,3 +269,95 @@ def test_a_full_disk_during_save_keeps_the_old_bundle(local_engine, tmp_path, ru
         assert_bundle_whole(dest, run)
     finally:
         local_engine.remove(a_ref, b_ref, "%s/disk-moving:%s" % (PREFIX, marker), a_id, b_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine dies during a load; its data root fills up during a load (a private dockerd: never the shared one)
+
+
+@pytest.fixture()
+def private_engine():
+    from private_dockerd import PrivateEngine
+
+    engine = PrivateEngine()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture()
+def big_bundle(local_engine, tmp_path, run):
+    """An uncompressed bundle of a 6 MiB image: a load of it is sent in many pieces."""
+    marker = uuid.uuid4().hex[:10]
+    reference, image_id = build_image(local_engine, tmp_path, "big", marker, size=6 * 1024 * 1024)
+    dest = str(tmp_path / "big-bundle")
+    try:
+        saved = run("image_save", {"images": [reference], "dest": dest, "compression": "none", "pull": "never"})
+        assert not saved["failed"], saved["msg"]
+    finally:
+        local_engine.remove(reference, image_id)
+    return dest, reference, image_id
+
+
+def kill_after_first_piece(monkeypatch, action):
+    """Run `action` once the first piece of the tarball went to the engine: the rest meets whatever it did."""
+    pieces = image_transfer.iter_chunks
+
+    def iter_then_act(reader, chunk_size):
+        for number, piece in enumerate(pieces(reader, chunk_size)):
+            yield piece
+            if number == 0:
+                action()
+
+    monkeypatch.setattr(image_transfer, "iter_chunks", iter_then_act)
+
+
+def test_the_engine_dying_during_a_load_is_a_clear_failure(private_engine, big_bundle, monkeypatch):
+    dest, reference, _image_id = big_bundle
+    entry = bundle.load_manifest(dest)["images"][0]
+    kill_after_first_piece(monkeypatch, private_engine.kill)
+    loader = Loader(private_engine.client, private_engine.docker_host)
+    result = loader.load_entry(dest, entry)
+    assert result["action"] == "failed"
+    assert result["error"].startswith(
+        "the Docker Engine %s stopped answering while loading %s (" % (private_engine.docker_host, entry["file"])), result["error"]
+    assert result["error"].endswith("it stopped, restarted or crashed. Check that it runs (systemctl status docker, "
+                                    "journalctl -u docker), then run the task again"), result["error"]
+
+
+@pytest.fixture()
+def engine_on_small_disk(tmp_path):
+    """A private dockerd whose data root is a 24 MiB tmpfs."""
+    from private_dockerd import PrivateEngine
+
+    mount_point = tmp_path / "fi-bytes-data-root"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "fi-bytes-data-root", str(mount_point)], check=True)
+    engine = None
+    try:
+        engine = PrivateEngine(data_root=str(mount_point / "docker"))
+        yield engine, str(mount_point)
+    finally:
+        if engine is not None:
+            engine.stop()
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_full_data_root_during_a_load_is_a_clear_failure(engine_on_small_disk, big_bundle, monkeypatch):
+    engine, disk = engine_on_small_disk
+    dest, _reference, image_id = big_bundle
+    entry = bundle.load_manifest(dest)["images"][0]
+    # the free-space check before the load passes; then the disk fills while the engine unpacks
+    kill_after_first_piece(monkeypatch, lambda: fill(disk, 512 * 1024))
+    loader = Loader(engine.client, engine.docker_host)
+    result = loader.load_entry(dest, entry)
+    assert result["action"] == "failed"
+    assert result["error"].startswith("the Docker Engine %s refused %s: " % (engine.docker_host, entry["file"])), result["error"]
+    assert result["error"].endswith("; the disk is full: free space there (docker image prune, or remove files) and run the task again")
+    assert engine.client.api.images(all=True) == []
+    os.unlink(os.path.join(disk, "filler"))
+    monkeypatch.undo()
+    again = Loader(engine.client, engine.docker_host).load_entry(dest, entry)
+    assert again["action"] == "loaded", again.get("error")
+    assert engine.client.api.inspect_image(again["id"])["Id"] in (image_id, again["id"])

@@ -1,0 +1,63 @@
+"""A private Docker Engine that a fault test may kill: never the shared one at /var/run/docker.sock.
+
+Its own data root, exec root, pid file, unix socket, containerd namespace, no bridge and no
+iptables rules (LAB.md: two engines sharing docker0 delete it under each other); the vfs driver
+works on any file system, tmpfs included. Everything lives under one /tmp/fi-bytes-* directory
+(short: a unix socket path has a 108-byte limit), removed by stop().
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import docker
+
+
+class PrivateEngine:
+    def __init__(self, data_root=None):
+        self.directory = tempfile.mkdtemp(prefix="fi-bytes-dockerd-")
+        self.data_root = data_root or os.path.join(self.directory, "data")
+        self.docker_host = "unix://%s/sock" % self.directory
+        name = os.path.basename(self.directory)
+        self.log_path = os.path.join(self.directory, "log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", self.data_root, "--exec-root", os.path.join(self.directory, "exec"),
+                 "--pidfile", os.path.join(self.directory, "pid"), "-H", self.docker_host, "--bridge=none",
+                 "--iptables=false", "--ip-masq=false", "--storage-driver=vfs",
+                 "--containerd-namespace", name, "--containerd-plugins-namespace", name + "-plugins"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.client = docker.DockerClient(base_url=self.docker_host, version="auto", timeout=60) if self._wait() else None
+
+    def _wait(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                docker.APIClient(base_url=self.docker_host, version="auto", timeout=2).ping()
+                return True
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        with open(self.log_path) as log:
+            raise RuntimeError("the private dockerd did not start:\n" + log.read()[-3000:])
+
+    def kill(self):
+        """SIGKILL the engine (what a crash or an OOM kill does) and wait until it is gone."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
