@@ -361,3 +361,33 @@ def test_a_full_data_root_during_a_load_is_a_clear_failure(engine_on_small_disk,
     again = Loader(engine.client, engine.docker_host).load_entry(dest, entry)
     assert again["action"] == "loaded", again.get("error")
     assert engine.client.api.inspect_image(again["id"])["Id"] in (image_id, again["id"])
+
+
+def test_a_full_disk_while_writing_bundle_json_keeps_the_old_bundle(local_engine, tmp_path, run, small_disk):
+    marker = uuid.uuid4().hex[:10]
+    a_ref, a_id = build_image(local_engine, tmp_path, "json-a", marker, size=1024 * 1024)
+    b_ref, b_id = build_image(local_engine, tmp_path, "json-b", marker, size=1024 * 1024)
+    try:
+        # an uncompressed save of one image is byte-identical every time: measure the new tarball elsewhere
+        measured = run("image_save", {"images": [b_ref], "dest": str(tmp_path / "measure"), "compression": "none", "pull": "never"})
+        assert not measured["failed"], measured["msg"]
+        page = os.statvfs(small_disk).f_frsize
+        new_size = -(-measured["images"][0]["size"] // page) * page
+        dest = os.path.join(small_disk, "bundle")
+        moving = "%s/json-moving:%s" % (PREFIX, marker)
+        local_engine.client.api.tag(a_id, moving.rsplit(":", 1)[0], marker, force=True)
+        params = {"images": [moving], "dest": dest, "compression": "none", "pull": "never"}
+        first = run("image_save", params)
+        assert not first["failed"], first["msg"]
+        old_file = listed_files(dest)
+        local_engine.client.api.tag(b_id, moving.rsplit(":", 1)[0], marker, force=True)
+        fill(small_disk, new_size)  # room for the new tarball, not one page more
+        result = run("image_save", params)
+        assert result["failed"] is True
+        assert result["msg"] == ("no space left in %s while writing bundle.json: the bundle still holds what it held before "
+                                 "this task. Free space there and run the task again" % dest), result["msg"]
+        assert listed_files(dest) == old_file
+        assert sorted(os.listdir(os.path.join(dest, "images"))) == [name.split("/", 1)[1] for name in old_file]
+        assert_bundle_whole(dest, run)
+    finally:
+        local_engine.remove(a_ref, b_ref, "%s/json-moving:%s" % (PREFIX, marker), a_id, b_id)
