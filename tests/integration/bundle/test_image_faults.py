@@ -391,3 +391,31 @@ def test_a_full_disk_while_writing_bundle_json_keeps_the_old_bundle(local_engine
         assert_bundle_whole(dest, run)
     finally:
         local_engine.remove(a_ref, b_ref, "%s/json-moving:%s" % (PREFIX, marker), a_id, b_id)
+
+
+def test_the_tag_moving_during_a_save_keeps_the_old_bundle(local_engine, images, tmp_path, run, monkeypatch):
+    (a_ref, a_id), (b_ref, b_id) = images["a"], images["b"]
+    marker = a_ref.rsplit(":", 1)[1]
+    repository = "%s/moving" % PREFIX
+    local_engine.client.api.tag(a_id, repository, marker, force=True)
+    dest = str(tmp_path / "bundle")
+    moving = "%s:%s" % (repository, marker)
+    first = run("image_save", {"images": [moving], "dest": dest, "compression": "none", "pull": "never"})
+    assert not first["failed"], first["msg"]
+    old_file = listed_files(dest)
+    # the tag moves to B, the save starts for B, and the tag moves back to A while the engine streams it
+    local_engine.client.api.tag(b_id, repository, marker, force=True)
+    api = local_engine.client.api
+    get_image = api.get_image
+
+    def moved_meanwhile(name, *args, **kwargs):
+        api.tag(a_id, repository, marker, force=True)
+        return get_image(name, *args, **kwargs)
+
+    monkeypatch.setattr(api, "get_image", moved_meanwhile)
+    with pytest.raises(image_transfer.TransferError, match="image %s changed while it was being saved: the engine listed ID %s"
+                       % (moving, b_id)):
+        image_transfer.save_images(local_engine.client, dest, [moving], compression="none", pull="never")
+    assert listed_files(dest) == old_file
+    assert sorted("images/" + name for name in os.listdir(os.path.join(dest, "images"))) == old_file
+    assert_bundle_whole(dest, run)
