@@ -34,6 +34,10 @@ MAX_MEMBERS = 20000
 # pax and GNU long-name headers are read whole into memory by tarfile: real ones are a few hundred bytes.
 MAX_EXTENDED_HEADER = 1024 * 1024
 READ_PIECE = 1024 * 1024
+EXTENDED_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+HeaderError, SubsequentHeaderError = tarfile.HeaderError, tarfile.SubsequentHeaderError
+# tarfile's ways of saying "the archive ends here" (zero blocks, or no more bytes), or an error already worded
+ENDING_HEADERS = (tarfile.EOFHeaderError, tarfile.EmptyHeaderError, tarfile.SubsequentHeaderError)
 TOP_LEVEL_FILES = ("manifest.json", "index.json", "oci-layout", "repositories")
 OCI_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -56,18 +60,19 @@ class IterReader:
 
     def __init__(self, chunks):
         self._chunks = iter(chunks)
-        self._pending = b""
+        self._pending = memoryview(b"")
 
     def read(self, size=-1):
         while not self._pending:
             try:
-                self._pending = bytes(next(self._chunks))
+                self._pending = memoryview(next(self._chunks))
             except StopIteration:
                 return b""
         if size is None or size < 0:
             size = len(self._pending)
-        block, self._pending = self._pending[:size], self._pending[size:]
-        return block
+        block = self._pending[:size]
+        self._pending = self._pending[size:]  # a view: no copy of what is left
+        return bytes(block)
 
 
 class _CountingReader:
@@ -98,21 +103,20 @@ class _BoundedTarInfo(tarfile.TarInfo):
     """
 
     @classmethod
-    def fromtarfile(cls, tarfile_):
+    def fromtarfile(cls, tarfile):  # pylint: disable=redefined-outer-name  (tarfile's own parameter name)
         try:
-            return super().fromtarfile(tarfile_)
-        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
-            if isinstance(exc, tarfile.EOFHeaderError):
-                raise
-            raise tarfile.SubsequentHeaderError("%s at byte %d of the tar stream" % (exc, tarfile_.offset)) from None
+            return super().fromtarfile(tarfile)
+        except ENDING_HEADERS:
+            raise
+        except HeaderError as exc:  # truncated or invalid: after the first member tarfile would stop silently
+            raise SubsequentHeaderError("%s at byte %d of the tar stream" % (exc, tarfile.offset)) from None
 
-    def _proc_member(self, tarfile_):
+    def _proc_member(self, tarfile):  # pylint: disable=redefined-outer-name
         if self.size < 0:
-            raise tarfile.InvalidHeaderError("member %r has a negative size (%d)" % (self.name[:100], self.size))
-        extended = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
-        if self.type in extended and self.size > MAX_EXTENDED_HEADER:
-            raise tarfile.InvalidHeaderError("an extended header of %d bytes (more than %d)" % (self.size, MAX_EXTENDED_HEADER))
-        return super()._proc_member(tarfile_)
+            raise SubsequentHeaderError("member %r has a negative size (%d)" % (self.name[:100], self.size))
+        if self.type in EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise SubsequentHeaderError("an extended header of %d bytes (more than %d)" % (self.size, MAX_EXTENDED_HEADER))
+        return super()._proc_member(tarfile)
 
 
 class ArchiveIndex:
@@ -155,7 +159,7 @@ def read_archive(reader, tap=None):
     index = ArchiveIndex()
     captured = 0
     try:
-        with tarfile.open(fileobj=counting, mode="r|", tarinfo=_BoundedTarInfo) as archive:
+        with tarfile.open(fileobj=counting, mode="r|", tarinfo=_BoundedTarInfo, bufsize=READ_PIECE) as archive:
             while True:
                 member = archive.next()
                 if member is None:

@@ -36,9 +36,6 @@ try:
 except ImportError:  # the modules report the missing SDK through docker_client.connect
     RequestException = Urllib3Error = OSError
 
-# What the SDK raises when the engine goes away in the middle of a stream: requests' ConnectionError
-# or ChunkedEncodingError ("Response ended prematurely"), urllib3's ProtocolError, a bare BrokenPipeError.
-ENGINE_GONE = (RequestException, Urllib3Error, http.client.HTTPException, OSError)
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import fsync_directory
@@ -151,7 +148,9 @@ def pull_image(client, reference, platform, engine_name="the engine", auth=None)
                     raise TransferError("pulling %s failed: %s%s" % (reference, event["error"], no_space_hint(event["error"])))
     except APIError as exc:
         raise TransferError("pulling %s failed: %s" % (reference, getattr(exc, "explanation", None) or exc)) from exc
-    except ENGINE_GONE as exc:
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "pulling %s" % reference, exc)) from None
 
 
@@ -645,7 +644,9 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
         raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail))) from exc
     except CompressionError as exc:
         raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
-    except ENGINE_GONE as exc:
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "loading %s" % label, exc)) from None
     return messages
 
