@@ -103,7 +103,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
     """
 
     @classmethod
-    def fromtarfile(cls, tarfile):  # pylint: disable=redefined-outer-name  (tarfile's own parameter name)
+    def fromtarfile(cls, tarfile):  # pylint: disable=redefined-outer-name
         try:
             return super().fromtarfile(tarfile)
         except ENDING_HEADERS:
