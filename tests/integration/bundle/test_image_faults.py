@@ -418,3 +418,26 @@ def test_the_tag_moving_during_a_save_keeps_the_old_bundle(local_engine, images,
     assert listed_files(dest) == old_file
     assert sorted("images/" + name for name in os.listdir(os.path.join(dest, "images"))) == old_file
     assert_bundle_whole(dest, run)
+
+
+def test_the_engine_dying_during_a_save_keeps_the_old_bundle(private_engine, big_bundle, tmp_path, run, monkeypatch):
+    source, reference, _image_id = big_bundle
+    loaded = Loader(private_engine.client, private_engine.docker_host).load_entry(source, bundle.load_manifest(source)["images"][0])
+    assert loaded["action"] == "loaded", loaded.get("error")
+    dest = str(tmp_path / "saved")
+    api = private_engine.client.api
+    get_image = api.get_image
+
+    def stream_then_die(*args, **kwargs):
+        for number, chunk in enumerate(get_image(*args, **kwargs)):
+            yield chunk
+            if number == 0:
+                private_engine.kill()
+
+    monkeypatch.setattr(api, "get_image", stream_then_die)
+    with pytest.raises(image_transfer.TransferError) as caught:
+        image_transfer.save_images(private_engine.client, dest, [reference], compression="zstd", pull="never",
+                                   engine_name=private_engine.docker_host)
+    assert str(caught.value).startswith("the Docker Engine %s stopped answering while saving %s (" % (private_engine.docker_host, reference))
+    assert os.listdir(os.path.join(dest, "images")) == [], "a cut-off tarball was left behind"
+    assert not os.path.exists(os.path.join(dest, "bundle.json"))
