@@ -6,11 +6,14 @@ only, bundles in tmp_path, tmpfs mounts under tmp_path that are unmounted at the
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import uuid
 
 import pytest
@@ -441,3 +444,39 @@ def test_the_engine_dying_during_a_save_keeps_the_old_bundle(private_engine, big
     assert str(caught.value).startswith("the Docker Engine %s stopped answering while saving %s (" % (private_engine.docker_host, reference))
     assert os.listdir(os.path.join(dest, "images")) == [], "a cut-off tarball was left behind"
     assert not os.path.exists(os.path.join(dest, "bundle.json"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Crafted lone tarballs through the module: a clear failure naming the file, no traceback, nothing loaded
+
+
+def crafted_tarball(kind):
+    buffer = io.BytesIO()
+    manifest = b'{"Config": "x.json"}' if kind == "manifest.json an object" else b"[" * 50000 + b"]" * 50000
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(manifest)
+        archive.addfile(info, io.BytesIO(manifest))
+    data = bytearray(buffer.getvalue())
+    if kind == "negative GNU base-256 size":
+        data[124:136] = b"\xff" * 12  # -1 in base-256
+        data[148:156] = b" " * 8
+        data[148:156] = b"%06o\x00 " % sum(data[:512])
+    return bytes(data)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind, reason", [
+    ("negative GNU base-256 size", "has a negative size"),
+    ("manifest.json an object", "manifest.json in the archive is not a list of images"),
+    ("deeply nested manifest.json", "manifest.json in the archive nests its JSON too deeply to be read"),
+])
+def test_a_crafted_lone_tarball_is_a_clear_failure(kind, reason, tmp_path, run):
+    path = tmp_path / "crafted.tar"
+    path.write_bytes(crafted_tarball(kind))
+    for params in ({"verify": False}, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}):
+        result = run("image_load", dict(params, path=str(path)))
+        assert result["failed"] is True
+        assert result["msg"].startswith("%s is not a usable image archive: " % path), result["msg"]
+        assert reason in result["msg"] and result["msg"].endswith(". No image was loaded from it")
+        assert "exception" not in result and "Traceback" not in json.dumps(result)
