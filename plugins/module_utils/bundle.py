@@ -22,7 +22,7 @@ import re
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 from ansible_collections.fleet.images.plugins.module_utils.compression import COMPRESSIONS, SUFFIXES
-from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, normalize_sha256
+from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, hash_handle, normalize_sha256, open_regular
 
 FORMAT = "fleet.images/bundle"
 VERSION = 1
@@ -34,6 +34,8 @@ IMAGES_DIR = "images"
 MAX_READABLE_NAME = 100
 SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# What tarball_name() makes, without the images/ prefix: only such files are ever removed as leftovers.
+TARBALL_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}\.tar(?:\.gz|\.zst)?$")
 MANIFEST_KEY_ORDER = ("format", "version", "images")
 ENTRY_KEY_ORDER = (
     "references", "tags", "image_id", "config_digest", "manifest_digest", "config_fingerprint", "repo_digests", "os", "architecture", "variant",
@@ -224,6 +226,11 @@ def parse_manifest(text, source, bundle_dir=None):
         raise BundleError(
             "%s is not valid JSON (%s): the manifest is damaged; copy bundle.json again from the original bundle" % (source, exc)
         ) from exc
+    except RecursionError:
+        raise BundleError(
+            "%s nests its JSON too deeply to be read: it is not a bundle manifest written by image_save; "
+            "copy bundle.json again from the original bundle" % source
+        ) from None
     return validate_manifest(manifest, source, bundle_dir)
 
 
@@ -244,7 +251,7 @@ def load_manifest(bundle_dir, missing_ok=False):
     except OSError as exc:
         raise BundleError("cannot read %s: %s" % (path, exc)) from exc
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # an editor may have added a byte order mark: it is not damage
     except UnicodeDecodeError as exc:
         raise BundleError("%s is not valid JSON (it is not UTF-8 text: %s): copy bundle.json again from the original bundle" % (path, exc)) from exc
     return parse_manifest(text, path, bundle_dir)
@@ -336,6 +343,15 @@ def foreign_sums_lines(bundle_dir):
     return kept
 
 
+def read_sums(bundle_dir):
+    """{file: sha256} of the bundle's SHA256SUMS, empty when it has none."""
+    try:
+        with open(os.path.join(bundle_dir, SUMS_NAME), "r", encoding="utf-8-sig", errors="replace") as handle:
+            return parse_sums(handle.read())
+    except FileNotFoundError:
+        return {}
+
+
 def check_sums_agree(bundle_dir, entry):
     """Raise BundleError when SHA256SUMS lists the entry's file with another checksum than bundle.json."""
     try:
@@ -355,30 +371,58 @@ def sha256_file(path):
     return hash_file(path)[0]
 
 
-def verify_file(bundle_dir, entry, verify=True):
-    """Check an entry's tarball before anything uses it; return its absolute path.
+def open_entry_file(bundle_dir, entry, verify=True, sha256_now=True):
+    """Open an entry's tarball once and check it on that descriptor; return (path, open file at its start).
 
-    The file must exist and have the recorded size; with `verify`, its sha256 is computed (one
-    read) and compared with the manifest. Each failure raises BundleError naming the file, the
-    expected and the actual checksum.
+    The file must be a regular file (no symbolic link, FIFO or device) with the recorded size; with
+    `verify`, its sha256 is computed from the same descriptor. Whoever loads it reads this descriptor
+    again, so the bytes checked are the bytes used, whatever happens to the path meanwhile.
+    With `sha256_now` false only the size is checked here (check_open_file does the rest later).
     """
     path = resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
-    if not os.path.isfile(path):
+    try:
+        handle = open_regular(path)
+    except FileNotFoundError:
         raise BundleError(
             "%s is missing: bundle.json expects it (%d bytes, sha256 %s) for %s; actual: no file"
             % (path, entry["size"], entry["sha256"], ", ".join(entry["references"]))
-        )
-    size = os.path.getsize(path)
+        ) from None
+    except OSError as exc:
+        raise BundleError("%s cannot be read for %s: %s" % (path, ", ".join(entry["references"]), exc.strerror or exc)) from None
+    try:
+        check_open_file(path, handle, entry, verify, sha256_now)
+    except BaseException:
+        handle.close()
+        raise
+    return path, handle
+
+
+def check_open_file(path, handle, entry, verify=True, sha256_now=True):
+    """Check the open tarball of `entry`: its size and, with `verify` (and `sha256_now`), its sha256; leave it at its start.
+
+    A wrong size is reported with the actual sha256 when `verify` is set.
+    """
+    size = os.fstat(handle.fileno()).st_size
     if size != entry["size"]:
-        actual = sha256_file(path) if verify else "not computed (verify is off)"
+        handle.seek(0)
+        actual = hash_handle(handle)[0] if verify else "not computed (verify is off)"
+        handle.seek(0)
         raise BundleError(
             "%s is %s: it has %d bytes, bundle.json records %d; expected sha256 %s, actual %s"
             % (path, "truncated" if size < entry["size"] else "longer than recorded", size, entry["size"], entry["sha256"], actual)
         )
-    if verify:
-        actual = sha256_file(path)
-        if actual != entry["sha256"]:
+    if verify and sha256_now:
+        handle.seek(0)
+        actual, counted = hash_handle(handle)
+        handle.seek(0)
+        if actual != entry["sha256"] or counted != entry["size"]:
             raise BundleError("%s failed its checksum: expected sha256 %s, actual %s" % (path, entry["sha256"], actual))
+
+
+def verify_file(bundle_dir, entry, verify=True):
+    """Check an entry's tarball (see open_entry_file) without keeping it open; return its absolute path."""
+    path, handle = open_entry_file(bundle_dir, entry, verify)
+    handle.close()
     return path
 
 

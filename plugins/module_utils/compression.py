@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import gzip
+import os
 import shutil
 import subprocess
 import threading
@@ -369,9 +370,11 @@ class _ZstdPythonReader:
 
 
 class _ZstdCliReader:
-    def __init__(self, path):
-        self._path = path
-        self._proc = subprocess.Popen(["zstd", "-q", "-d", "-c", path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """The zstd tool decompressing from the caller's open file (its descriptor is the tool's stdin)."""
+
+    def __init__(self, handle, label):
+        self._label = label
+        self._proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=handle, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def read(self, size=READ_SIZE):
         block = self._proc.stdout.read(size)
@@ -379,7 +382,7 @@ class _ZstdCliReader:
             code = self._proc.wait()
             if code != 0:
                 message = self._proc.stderr.read().decode("utf-8", "replace").strip()
-                raise CompressionError("the zstd tool could not decompress %s (exit %d): %s" % (self._path, code, message))
+                raise CompressionError("the zstd tool could not decompress %s (exit %d): %s" % (self._label, code, message))
         return block
 
     def close(self):
@@ -419,87 +422,68 @@ class _PlainReader:
         self._handle.close()
 
 
-def detect_file(path):
-    """Return the compression of the file at `path`, judged by its first bytes, or raise."""
-    with open(path, "rb") as handle:
-        head = handle.read(DETECT_BYTES)
+def detect_handle(handle, label):
+    """The compression of an open file, judged by its first bytes; the position is put back."""
+    position = handle.tell()
+    head = handle.read(DETECT_BYTES)
+    handle.seek(position)
     kind = detect_compression(head)
     if kind is None:
         raise CompressionError(
-            "%s is neither a tar archive nor gzip nor zstd compressed (it starts with %s)" % (path, head[:8].hex() or "nothing: it is empty")
+            "%s is neither a tar archive nor gzip nor zstd compressed (it starts with %s)" % (label, head[:8].hex() or "nothing: it is empty")
         )
     return kind
 
 
-class _TeeReader:
-    """A file whose bytes, as stored, are also fed to a hash object as they are read."""
+def detect_file(path):
+    """Return the compression of the file at `path`, judged by its first bytes, or raise."""
+    with open(path, "rb") as handle:
+        return detect_handle(handle, path)
 
-    def __init__(self, handle, raw_digest):
+
+class _Borrowed:
+    """The caller's open file, read through but left open: the caller reads it again (hash, then load)."""
+
+    def __init__(self, handle):
         self._handle = handle
-        self._digest = raw_digest
 
     def read(self, size=-1):
-        block = self._handle.read(size)
-        self._digest.update(block)
-        return block
+        return self._handle.read(size)
 
     def readinto(self, buffer):
-        count = self._handle.readinto(buffer)
-        if count:
-            self._digest.update(memoryview(buffer)[:count])
-        return count
-
-    def drain(self):
-        while self.read(READ_SIZE):
-            pass
+        return self._handle.readinto(buffer)
 
     def close(self):
-        self._handle.close()
+        pass
 
 
-def open_decompressed(path, zstd_prefer=None, raw_digest=None):
-    """Open `path` and return a reader whose read(n) gives the plain tar bytes; call close().
+def open_decompressed(source, zstd_prefer=None, label=None):
+    """Return a reader whose read(n) gives the plain tar bytes of `source`; call close().
 
-    The compression is detected from the content (magic bytes), not from the file name. With
-    `raw_digest` (a hashlib object), the file's stored bytes are hashed in the same read; it is
-    complete once the reader has returned b"" (with the zstd tool, the file is hashed up front).
+    `source` is a path, or an open unbuffered binary file read from its current position and left
+    open (image_load hashes and loads one descriptor). The compression is detected from the content
+    (magic bytes), not from the file name.
     """
-    kind = detect_file(path)
-    if kind == "zstd" and require_zstd(zstd_prefer) == "cli":
-        if raw_digest is not None:
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(READ_SIZE), b""):
-                    raw_digest.update(block)
-        return _ZstdCliReader(path)
-    handle = open(path, "rb")
-    if raw_digest is not None:
-        handle = _TeeReader(handle, raw_digest)
-    if kind == "zstd":
-        reader = _ZstdPythonReader(handle)
-    elif kind == "gzip":
-        reader = _GzipReader(handle)
+    if isinstance(source, (str, bytes, os.PathLike)):
+        handle = open(source, "rb", buffering=0)  # unbuffered: the zstd tool reads the descriptor from here
+        label = label or source
     else:
-        reader = _PlainReader(handle)
-    if raw_digest is not None:
-        reader = _DrainingReader(reader, handle)
-    return reader
-
-
-class _DrainingReader:
-    """At the end of the plain stream, reads what is left of the file so its hash covers every byte."""
-
-    def __init__(self, reader, tee):
-        self._reader = reader
-        self._tee = tee
-
-    def read(self, size=READ_SIZE):
-        block = self._reader.read(size)
-        if not block:
-            self._tee.drain()
-        return block
-
-    def close(self):
-        self._reader.close()
+        handle = _Borrowed(source)
+        label = label or getattr(source, "name", "the file")
+    try:
+        kind = detect_handle(source if isinstance(handle, _Borrowed) else handle, label)
+        if kind == "zstd" and require_zstd(zstd_prefer) == "cli":
+            reader = _ZstdCliReader(source if isinstance(handle, _Borrowed) else handle, label)
+            handle.close()  # the tool holds its own copy of the descriptor
+            return reader
+    except BaseException:
+        handle.close()
+        raise
+    if kind == "zstd":
+        return _ZstdPythonReader(handle)
+    if kind == "gzip":
+        return _GzipReader(handle)
+    return _PlainReader(handle)
 
 
 def iter_chunks(reader, chunk_size=READ_SIZE):

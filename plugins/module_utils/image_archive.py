@@ -11,8 +11,10 @@ Two layouts exist, and Docker 25+ writes both in one archive:
 - OCI image layout (Docker 25+): ``oci-layout``, ``index.json`` whose descriptors point to
   manifests in ``blobs/sha256/``, each naming its config blob; names are in annotations.
 
-:class:`TarStreamIndex` is fed the tar bytes as they stream by (saving or loading) and keeps only
-the small JSON members needed to describe the archive, so memory stays bounded whatever the size.
+:func:`read_archive` reads the tar stream with Python's ``tarfile`` in streaming mode and keeps
+only the small JSON members needed to describe the archive. Everything is bounded: member count,
+extended header sizes, each kept member and their total, so a crafted archive ends in an
+:class:`ArchiveError`, never in a hang or an exhausted memory.
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ import datetime
 import hashlib
 import json
 import re
+import tarfile
 
-BLOCK = 512
 # Small JSON members (configs, manifests, index) are kept; layers are far larger and are skipped.
 MAX_CAPTURED_MEMBER = 8 * 1024 * 1024
 MAX_CAPTURED_TOTAL = 64 * 1024 * 1024
+# An image archive has a handful of members per layer; far more means it is not one.
+MAX_MEMBERS = 20000
+# pax and GNU long-name headers are read whole into memory by tarfile: real ones are a few hundred bytes.
+MAX_EXTENDED_HEADER = 1024 * 1024
+READ_PIECE = 1024 * 1024
+EXTENDED_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+HeaderError, SubsequentHeaderError = tarfile.HeaderError, tarfile.SubsequentHeaderError
+# tarfile's ways of saying "the archive ends here" (zero blocks, or no more bytes), or an error already worded
+ENDING_HEADERS = (tarfile.EOFHeaderError, tarfile.EmptyHeaderError, tarfile.SubsequentHeaderError)
 TOP_LEVEL_FILES = ("manifest.json", "index.json", "oci-layout", "repositories")
 OCI_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 REF_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -44,163 +55,161 @@ def _wanted_member(name):
     return name.startswith("blobs/sha256/") and name.count("/") == 2
 
 
-def _octal(field):
-    text = field.replace(b"\x00", b" ").strip()
-    return int(text, 8) if text else 0
+class IterReader:
+    """A read(n) over an iterator of byte chunks (the engine's HTTP stream)."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def read(self, size=-1):
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return b""
+        if size is None or size < 0:
+            size = len(self._pending)
+        block = self._pending[:size]
+        self._pending = self._pending[size:]  # a view: no copy of what is left
+        return bytes(block)
 
 
-def _number(field):
-    """A tar numeric field: octal text, or GNU base-256 when the high bit of the first byte is set."""
-    if field[0] & 0x80:
-        value = field[0] & 0x3F
-        for byte in field[1:]:
-            value = (value << 8) | byte
-        return -value if field[0] & 0x40 else value
-    return _octal(field)
+class _CountingReader:
+    """Counts the bytes tarfile reads and hands each piece to `tap` (the compressor, when saving)."""
+
+    def __init__(self, reader, tap=None):
+        self._reader = reader
+        self._tap = tap
+        self.size = 0
+
+    def read(self, size=-1):
+        block = self._reader.read(READ_PIECE if size is None or size < 0 else size)
+        self.size += len(block)
+        if block and self._tap is not None:
+            self._tap(block)
+        return block
+
+    def drain(self):
+        while self.read(READ_PIECE):
+            pass
 
 
-def _text(field):
-    return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's header parsing, refusing what only a crafted archive holds.
 
-
-def _parse_pax(data):
-    records = {}
-    position = 0
-    while position < len(data):
-        space = data.find(b" ", position)
-        if space < 0:
-            break
-        length = int(data[position:space])
-        record = data[space + 1:position + length - 1]
-        key, _separator, value = record.partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        position += length
-    return records
-
-
-class TarStreamIndex:
-    """Parse a tar stream fed in arbitrary chunks; keep the members an image archive is described by.
-
-    After close(): ``files`` maps member names to their bytes (only the small JSON members),
-    ``names`` lists every member, ``size`` counts the bytes fed.
+    A negative size or an extended header of megabytes is refused before tarfile acts on it,
+    and a damaged header after the first is an error rather than a silent end of the archive.
     """
+
+    @classmethod
+    def fromtarfile(cls, tarfile):  # pylint: disable=redefined-outer-name
+        try:
+            return super().fromtarfile(tarfile)
+        except ENDING_HEADERS:
+            raise
+        except HeaderError as exc:  # truncated or invalid: after the first member tarfile would stop silently
+            raise SubsequentHeaderError("%s at byte %d of the tar stream" % (exc, tarfile.offset)) from None
+
+    def _proc_member(self, tarfile):  # pylint: disable=redefined-outer-name
+        if self.size < 0:
+            raise SubsequentHeaderError("member %r has a negative size (%d)" % (self.name[:100], self.size))
+        if self.type in EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise SubsequentHeaderError("an extended header of %d bytes (more than %d)" % (self.size, MAX_EXTENDED_HEADER))
+        return super()._proc_member(tarfile)
+
+
+class ArchiveIndex:
+    """What read_archive found: ``files`` (name: bytes of the small JSON members), ``names`` (every
+    member), ``oversized`` (name: size of wanted members too large to keep), ``size`` (tar bytes)."""
 
     def __init__(self):
         self.files = {}
         self.names = []
+        self.oversized = {}
         self.size = 0
-        self._header = bytearray()
-        self._remaining = 0
-        self._padding = 0
-        self._member = None
-        self._capture = None
-        self._captured_total = 0
-        self._long_name = None
-        self._pax = {}
-        self._ended = False
-
-    def feed(self, data):
-        base = self.size
-        self.size += len(data)
-        view = memoryview(data)
-        position = 0
-        length = len(view)
-        while position < length:
-            if self._ended:
-                return
-            if self._remaining:
-                take = min(self._remaining, length - position)
-                if self._capture is not None:
-                    self._capture += view[position:position + take]
-                self._remaining -= take
-                position += take
-                if not self._remaining:
-                    self._finish_member()
-            elif self._padding:
-                take = min(self._padding, length - position)
-                self._padding -= take
-                position += take
-            else:
-                take = min(BLOCK - len(self._header), length - position)
-                self._header += view[position:position + take]
-                position += take
-                if len(self._header) == BLOCK:
-                    header = bytes(self._header)
-                    self._header = bytearray()
-                    self._start_member(header, base + position - BLOCK)
-
-    def _start_member(self, header, offset):
-        if header == b"\x00" * BLOCK:
-            self._ended = True
-            return
-        try:
-            stored = _octal(header[148:156])
-        except ValueError:
-            stored = None
-        if stored != sum(header[:148]) + 8 * 32 + sum(header[156:]):
-            raise ArchiveError("not a tar archive: bad header checksum at byte %d of the stream" % offset)
-        typeflag = header[156:157]
-        size = _number(header[124:136])
-        name = _text(header[0:100])
-        if header[257:263] == b"ustar\x00" and header[345:346] != b"\x00":
-            name = _text(header[345:500]) + "/" + name
-        if typeflag not in (b"x", b"g", b"L", b"K"):
-            if self._long_name is not None:
-                name = self._long_name
-            if "path" in self._pax:
-                name = self._pax["path"]
-            if "size" in self._pax:
-                size = int(self._pax["size"])
-            self._long_name = None
-            self._pax = {}
-        while name.startswith("./"):
-            name = name[2:]
-        self._member = (typeflag, name, size)
-        self._remaining = size if typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0
-        self._padding = (-self._remaining) % BLOCK
-        metadata = typeflag in (b"x", b"g", b"L", b"K")
-        regular = typeflag in (b"0", b"\x00", b"7")
-        if metadata or (regular and size <= MAX_CAPTURED_MEMBER and _wanted_member(name)
-                        and self._captured_total + size <= MAX_CAPTURED_TOTAL):
-            self._capture = bytearray()
-        else:
-            self._capture = None
-        if not self._remaining:
-            self._finish_member()
-
-    def _finish_member(self):
-        typeflag, name, _size = self._member
-        data = bytes(self._capture) if self._capture is not None else None
-        self._capture = None
-        if typeflag == b"L":
-            self._long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-        elif typeflag == b"x":
-            self._pax = _parse_pax(data)
-        elif typeflag in (b"g", b"K"):
-            pass
-        else:
-            self.names.append(name)
-            if data is not None and (not name.startswith("blobs/") or data[:1] == b"{"):
-                self.files[name] = data
-                self._captured_total += len(data)
-        self._member = None
-
-    def close(self):
-        """Raise ArchiveError when the stream stopped inside a member (a cut-off save or a truncated file)."""
-        if self._remaining or self._padding or self._header.strip(b"\x00"):
-            where = ("inside %s" % self._member[1]) if self._member else "inside a tar header"
-            raise ArchiveError("the tar stream ends early, %s, after %d bytes: the archive is incomplete" % (where, self.size))
-        if not self.names:
-            raise ArchiveError("the tar stream holds no file at all (%d bytes)" % self.size)
 
 
-def _json(files, name, what):
+def _keep(archive, member, name, index, captured):
+    """Keep member `name`'s bytes in index.files when it is a small JSON document; return the total kept."""
+    if not (member.isreg() and _wanted_member(name)):
+        return captured
+    if member.size > MAX_CAPTURED_MEMBER or captured + member.size > MAX_CAPTURED_TOTAL:
+        index.oversized[name] = member.size
+        return captured
+    handle = archive.extractfile(member)
+    if name.startswith("blobs/"):
+        first = handle.read(1)
+        if first != b"{":
+            return captured  # a layer, not a JSON document
+        data = first + handle.read(member.size - 1)
+    else:
+        data = handle.read(member.size)
+    index.files[name] = data
+    return captured + len(data)
+
+
+def read_archive(reader, tap=None):
+    """Read a tar stream from `reader` (anything with read(n)) to its end; return its ArchiveIndex.
+
+    Every byte read is also handed to `tap` when given, in order, including what follows the
+    archive's end marker. Raises ArchiveError for anything that is not a whole, sane tar stream.
+    """
+    counting = _CountingReader(reader, tap)
+    index = ArchiveIndex()
+    captured = 0
     try:
-        return json.loads(files[name].decode("utf-8"))
-    except KeyError:
-        raise ArchiveError("the archive has no %s (%s)" % (name, what)) from None
-    except ValueError as exc:
-        raise ArchiveError("%s in the archive is not valid JSON: %s" % (name, exc)) from exc
+        with tarfile.open(fileobj=counting, mode="r|", tarinfo=_BoundedTarInfo, bufsize=READ_PIECE) as archive:
+            while True:
+                member = archive.next()
+                if member is None:
+                    break
+                archive.members = []  # tarfile keeps every member it read; only the names are needed here
+                if len(index.names) >= MAX_MEMBERS:
+                    raise ArchiveError("the tar stream has more than %d members: it is not an image archive" % MAX_MEMBERS)
+                name = member.name
+                while name.startswith("./"):
+                    name = name[2:]
+                index.names.append(name)
+                captured = _keep(archive, member, name, index, captured)
+        counting.drain()
+    except tarfile.ReadError as exc:
+        text = str(exc)
+        if text in ("empty file", "unexpected end of data") or "end of data" in text:
+            raise ArchiveError("the tar stream ends early, after %d bytes: the archive is incomplete (%s)" % (counting.size, text)) from None
+        raise ArchiveError("not a tar archive, or a damaged one: %s (after %d bytes)" % (text, counting.size)) from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArchiveError("the tar stream is damaged: %s (after %d bytes)" % (exc, counting.size)) from None
+    except RecursionError:
+        raise ArchiveError("the tar stream chains extended headers without end: it is damaged or crafted") from None
+    index.size = counting.size
+    if not index.names:
+        raise ArchiveError("the tar stream holds no file at all (%d bytes)" % index.size)
+    return index
+
+
+def _loads(data, what):
+    """JSON from archive bytes, or an ArchiveError naming `what`."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArchiveError("%s is not valid JSON: %s" % (what, exc)) from None
+    except RecursionError:
+        raise ArchiveError("%s nests its JSON too deeply to be read: it is damaged or crafted" % what) from None
+
+
+def _expect(value, kind, what):
+    if not isinstance(value, kind):
+        raise ArchiveError("%s should be a JSON %s, not %s" % (what, "object" if kind is dict else "list", type(value).__name__))
+    return value
+
+
+def _json(files, name, what, oversized=None):
+    if name not in files:
+        if oversized and name in oversized:
+            raise ArchiveError("%s in the archive has %d bytes, more than the %d bytes a %s can have" % (name, oversized[name], MAX_CAPTURED_MEMBER, what))
+        raise ArchiveError("the archive has no %s (%s)" % (name, what))
+    return _loads(files[name], "%s in the archive" % name)
 
 
 def _blob_name(digest):
@@ -224,79 +233,104 @@ def familiar_name(name):
     return name
 
 
-def _check_config(files, path, digest):
+def _check_config(files, path, digest, oversized=None):
     data = files.get(path)
     if data is None:
+        if oversized and path in oversized:
+            raise ArchiveError("config %s in the archive has %d bytes, more than the %d bytes an image config can have"
+                               % (path, oversized[path], MAX_CAPTURED_MEMBER))
         raise ArchiveError("the archive's manifest names config %s, which is not in the archive" % path)
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != digest:
         raise ArchiveError("config %s in the archive has digest %s, not the %s its name promises" % (path, actual, digest))
-    try:
-        return json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise ArchiveError("config %s in the archive is not valid JSON: %s" % (path, exc)) from exc
+    return _expect(_loads(data, "config %s in the archive" % path), dict, "config %s in the archive" % path)
 
 
-def _oci_images(files):
+def _strings(value, what):
+    value = _expect(value or [], list, what)
+    if not all(isinstance(item, str) for item in value):
+        raise ArchiveError("%s should list strings only" % what)
+    return value
+
+
+def _oci_images(files, oversized=None):
     """{config digest: {manifest_digest, names}} from index.json; nested indexes resolve to their first manifest."""
-    index = _json(files, "index.json", "OCI layout index")
+    index = _expect(_json(files, "index.json", "OCI layout index", oversized), dict, "index.json in the archive")
     found = {}
-    for descriptor in index.get("manifests") or []:
+    for descriptor in _expect(index.get("manifests") or [], list, "manifests in index.json"):
+        descriptor = _expect(descriptor, dict, "a descriptor in index.json")
         digest = descriptor.get("digest")
-        annotations = descriptor.get("annotations") or {}
+        annotations = _expect(descriptor.get("annotations") or {}, dict, "annotations in index.json")
         names = []
-        if annotations.get("io.containerd.image.name"):
+        if isinstance(annotations.get("io.containerd.image.name"), str) and annotations["io.containerd.image.name"]:
             names.append(familiar_name(annotations["io.containerd.image.name"]))
         target = descriptor
         document = None
         for _depth in range(4):
-            document = files.get(_blob_name(target.get("digest")))
-            if document is None:
+            if not isinstance(target.get("digest"), str):
                 break
-            document = json.loads(document.decode("utf-8"))
+            name = _blob_name(target["digest"])
+            if name not in files:
+                break
+            document = _expect(_loads(files[name], "blob %s in the archive" % name), dict, "blob %s in the archive" % name)
             if target.get("mediaType") in OCI_INDEX_TYPES or "manifests" in document:
-                children = document.get("manifests") or []
+                children = _expect(document.get("manifests") or [], list, "manifests in blob %s" % name)
                 if not children:
                     document = None
                     break
-                target = children[0]
+                target = _expect(children[0], dict, "a descriptor in blob %s" % name)
                 continue
             break
-        config = (document or {}).get("config") or {}
+        config = _expect((document or {}).get("config") or {}, dict, "the config descriptor of %s" % digest)
         key = config.get("digest") or digest
+        if not isinstance(key, str):
+            raise ArchiveError("a descriptor in index.json has no digest")
         image = found.setdefault(key, {"manifest_digest": digest, "names": []})
         image["names"] += [name for name in names if name not in image["names"]]
     return found
 
 
-def describe_archive(files):
+def describe_archive(files, oversized=None):
     """Describe every image in an archive from its captured members; returns (images, layout).
 
     Each image: config_digest, manifest_digest (None for a docker-archive), repo_tags, os,
     architecture, variant, layers (count). layout: ``docker-archive``, ``oci`` or
-    ``oci+docker-archive``.
+    ``oci+docker-archive``. `oversized` (from ArchiveIndex) lets messages say a member was too large.
     """
-    has_docker = "manifest.json" in files
-    has_oci = "index.json" in files
+    try:
+        return _describe(files, oversized)
+    except (AttributeError, TypeError, KeyError) as exc:
+        # every shape is checked on the way; this is the net under what a crafted JSON might still reach
+        raise ArchiveError("the archive's JSON documents do not have the shape of an image archive (%s: %s)" % (type(exc).__name__, exc)) from None
+
+
+def _describe(files, oversized):
+    present = set(files) | set(oversized or {})
+    has_docker = "manifest.json" in present
+    has_oci = "index.json" in present
     if not has_docker and not has_oci:
         raise ArchiveError("the archive has neither manifest.json (docker-archive) nor index.json (OCI layout): it is not an image archive")
-    oci = _oci_images(files) if has_oci else {}
+    oci = _oci_images(files, oversized) if has_oci else {}
     images = []
     if has_docker:
-        manifest = _json(files, "manifest.json", "docker-archive manifest")
+        manifest = _json(files, "manifest.json", "docker-archive manifest", oversized)
         if not isinstance(manifest, list):
             raise ArchiveError("manifest.json in the archive is not a list of images")
         for item in manifest:
+            item = _expect(item, dict, "an image in manifest.json")
             config_path = item.get("Config") or ""
+            if not isinstance(config_path, str):
+                raise ArchiveError("an image in manifest.json has a Config that is not a file name: %r" % (config_path,))
             digest = _config_digest_from_path(config_path)
-            config = _check_config(files, config_path, digest)
+            config = _check_config(files, config_path, digest, oversized)
             from_oci = oci.pop(digest, {})
-            tags = list(item.get("RepoTags") or [])
+            tags = list(_strings(item.get("RepoTags"), "RepoTags in manifest.json"))
             tags += [name for name in from_oci.get("names", []) if name not in tags and "@" not in name]
-            images.append(_image(digest, from_oci.get("manifest_digest"), tags, config, len(item.get("Layers") or [])))
+            images.append(_image(digest, from_oci.get("manifest_digest"), tags, config, len(_strings(item.get("Layers"), "Layers in manifest.json"))))
     for digest, from_oci in oci.items():
-        config = _check_config(files, _blob_name(digest), digest) if digest.startswith("sha256:") else {}
-        layers = len((config.get("rootfs") or {}).get("diff_ids") or [])
+        config = _check_config(files, _blob_name(digest), digest, oversized) if digest.startswith("sha256:") else {}
+        rootfs = _expect(config.get("rootfs") or {}, dict, "rootfs in config %s" % digest)
+        layers = len(_expect(rootfs.get("diff_ids") or [], list, "diff_ids in config %s" % digest))
         images.append(_image(digest, from_oci["manifest_digest"], [n for n in from_oci["names"] if "@" not in n], config, layers))
     layout = "oci+docker-archive" if has_docker and has_oci else ("oci" if has_oci else "docker-archive")
     return images, layout

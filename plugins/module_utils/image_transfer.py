@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
+import errno
+import http.client
 import os
+import re
 import socket
 import struct
 import tempfile
@@ -28,22 +30,30 @@ except ImportError:  # the modules report the missing SDK through docker_client.
     class NotFound(APIError):
         """Stands in for docker.errors.NotFound when the SDK is missing."""
 
+try:
+    from requests.exceptions import RequestException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+except ImportError:  # the modules report the missing SDK through docker_client.connect
+    RequestException = Urllib3Error = OSError
+
+
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import fsync_directory
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.compression import (
     CompressionError,
     compressing_writer,
-    detect_file,
+    detect_handle,
     iter_chunks,
     open_decompressed,
     require_zstd,
 )
-from ansible_collections.fleet.images.plugins.module_utils.hashing import HashingWriter, normalize_sha256
+from ansible_collections.fleet.images.plugins.module_utils.hashing import HashingWriter, hash_handle, normalize_sha256, open_regular
 from ansible_collections.fleet.images.plugins.module_utils.image_archive import (
     ArchiveError,
-    TarStreamIndex,
+    IterReader,
     describe_archive,
+    read_archive,
     created_seconds,
     fingerprint_from_inspect,
     identity_digests,
@@ -66,6 +76,19 @@ MAX_COMPRESSION_THREADS = 4
 
 class TransferError(Exception):
     """An image could not be saved or loaded; the message names the image or file and the reason."""
+
+
+def engine_gone(engine_name, doing, exc):
+    """The sentence for an engine that stopped answering in the middle of `doing`."""
+    detail = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
+    return ("the Docker Engine %s stopped answering while %s (%s): it stopped, restarted or crashed. "
+            "Check that it runs (systemctl status docker, journalctl -u docker), then run the task again"
+            % (engine_name, doing, detail))
+
+
+def no_space_hint(text):
+    return ("; the disk is full: free space there (docker image prune, or remove files) and run the task again"
+            if "no space left on device" in text.lower() else "")
 
 
 @contextlib.contextmanager
@@ -111,18 +134,24 @@ def platform_matches(attrs, platform):
 # Saving
 
 
-def pull_image(client, reference, platform):
+def pull_image(client, reference, platform, engine_name="the engine", auth=None):
     """Pull through the engine; raise TransferError with the engine's own words when it fails."""
     kwargs = {"stream": True, "decode": True}
     if platform:
         kwargs["platform"] = platform
+    if auth:
+        kwargs["auth_config"] = auth
     try:
         with no_read_timeout(client):
             for event in client.api.pull(reference, **kwargs):
                 if isinstance(event, dict) and event.get("error"):
-                    raise TransferError("pulling %s failed: %s" % (reference, event["error"]))
+                    raise TransferError("pulling %s failed: %s%s" % (reference, event["error"], no_space_hint(event["error"])))
     except APIError as exc:
         raise TransferError("pulling %s failed: %s" % (reference, getattr(exc, "explanation", None) or exc)) from exc
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
+        raise TransferError(engine_gone(engine_name, "pulling %s" % reference, exc)) from None
 
 
 def resolve_image(client, reference, pull, platform, check_mode, engine_name):
@@ -141,7 +170,7 @@ def resolve_image(client, reference, pull, platform, check_mode, engine_name):
     if pull == "always" or (pull == "missing" and attrs is None):
         if check_mode:
             return attrs, "would be pulled"
-        pull_image(client, reference, platform)
+        pull_image(client, reference, platform, engine_name)
         attrs = inspect_image(client, reference)
         if attrs is None:
             raise TransferError("pulled %s, but the engine %s does not list it afterwards" % (reference, engine_name))
@@ -178,21 +207,17 @@ def stream_to_bundle_file(chunks, final_path, compression, level, threads):
     """
     directory = os.path.dirname(final_path)
     fd, temp_path = tempfile.mkstemp(prefix=".%s." % os.path.basename(final_path), suffix=PARTIAL_SUFFIX, dir=directory)
-    index = TarStreamIndex()
     writer = None
     try:
         with os.fdopen(fd, "wb") as raw:
             hashed = HashingWriter(raw)
             writer = compressing_writer(hashed, compression, level, threads=threads)
-            for chunk in chunks:
-                index.feed(chunk)
-                writer.write(chunk)
+            index = read_archive(IterReader(chunks), tap=writer.write)
             writer.close()
             writer = None
             raw.flush()
             os.fsync(raw.fileno())
-        index.close()
-        images, layout = describe_archive(index.files)
+        images, layout = describe_archive(index.files, index.oversized)
         if len(images) != 1:
             raise TransferError("the engine's archive holds %d images, expected exactly one" % len(images))
         os.chmod(temp_path, 0o644)
@@ -207,7 +232,10 @@ def stream_to_bundle_file(chunks, final_path, compression, level, threads):
     return dict(images[0], sha256=hashed.hexdigest(), size=hashed.size, uncompressed_size=index.size, archive_format=layout)
 
 
-def save_one(client, name, attrs, final_path, compression, level, threads):
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def save_one(client, name, attrs, final_path, compression, level, threads, engine_name="the engine"):
     """Save one image into `final_path` and check the archive holds the image that was inspected."""
     try:
         with no_read_timeout(client):
@@ -219,6 +247,17 @@ def save_one(client, name, attrs, final_path, compression, level, threads):
         raise TransferError("the Docker Engine refused to save %s: %s" % (name, getattr(exc, "explanation", None) or exc)) from exc
     except ArchiveError as exc:
         raise TransferError("the engine's archive of %s is not usable: %s" % (name, exc)) from exc
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise TransferError(
+                "no space left in %s while writing the tarball of %s: nothing was committed, the bundle still lists its "
+                "previous files. Free space there (or choose another dest) and run the task again"
+                % (os.path.dirname(final_path), name)) from None
+        if isinstance(exc, (RequestException, Urllib3Error)):
+            raise TransferError(engine_gone(engine_name, "saving %s" % name, exc)) from None
+        raise
+    except (Urllib3Error, http.client.HTTPException) as exc:
+        raise TransferError(engine_gone(engine_name, "saving %s" % name, exc)) from None
     if attrs["Id"] not in (measured["config_digest"], measured["manifest_digest"]) and fingerprint_from_inspect(attrs) != measured["config_fingerprint"]:
         with contextlib.suppress(OSError):
             os.unlink(final_path)
@@ -279,11 +318,19 @@ def claim_entry(manifest, group, attrs, claimed):
     return None
 
 
-def free_file_name(manifest, old, reference, compression, attrs):
-    """The tarball name for `reference`, made distinct when another entry still uses that name."""
+def free_file_name(manifest, reference, compression, attrs):
+    """A tarball name for `reference` that no entry of the committed manifest uses.
+
+    The old tarball of the image being replaced keeps its name until the new one is committed, so
+    an interrupted or failed save still leaves the last good file listed in bundle.json.
+    """
+    used = {entry.get("file") for entry in manifest["images"]}
     name = bundle.tarball_name(reference, compression)
-    if any(entry.get("file") == name and entry is not old for entry in manifest["images"]):
-        name = bundle.tarball_name(reference, compression, variant=(attrs or {}).get("Id", "new"))
+    attempt = 0
+    while name in used:
+        attempt += 1
+        variant = (attrs or {}).get("Id", "new") + ("" if attempt == 1 else "#%d" % attempt)
+        name = bundle.tarball_name(reference, compression, variant=variant)
     return name
 
 
@@ -337,6 +384,43 @@ def remove_stale_partials(images_dir):
                 os.unlink(os.path.join(images_dir, name))
 
 
+def remove_uncommitted_tarballs(dest, manifest):
+    """Tarballs an interrupted save wrote or left behind that the committed bundle.json does not list.
+
+    Only names image_save makes (bundle.TARBALL_FILE_NAME) are removed, and only while the bundle lock
+    is held and the manifest was read without error. Returns the removed files, bundle-relative.
+    """
+    images_dir = os.path.join(dest, bundle.IMAGES_DIR)
+    # a file SHA256SUMS still lists stays until a commit drops it, so `sha256sum -c` keeps passing
+    listed = {entry["file"] for entry in manifest["images"]} | set(bundle.read_sums(dest))
+    removed = []
+    for name in sorted(os.listdir(images_dir)) if os.path.isdir(images_dir) else []:
+        relative = "%s/%s" % (bundle.IMAGES_DIR, name)
+        path = os.path.join(images_dir, name)
+        if relative not in listed and bundle.TARBALL_FILE_NAME.match(name) and os.path.isfile(path) and not os.path.islink(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(relative)
+    return removed
+
+
+def commit_manifest(dest, manifest, new_path=None):
+    """Write bundle.json and SHA256SUMS; on a full disk, say so and drop the tarball nothing lists."""
+    try:
+        bundle.write_manifest(dest, manifest)
+    except OSError as exc:
+        if new_path:
+            relative = os.path.relpath(new_path, dest)
+            with contextlib.suppress(OSError, BundleError):
+                if relative not in {entry["file"] for entry in bundle.load_manifest(dest)["images"]} | set(bundle.read_sums(dest)):
+                    os.unlink(new_path)
+        if exc.errno in DISK_FULL:
+            raise TransferError(
+                "no space left in %s while writing bundle.json: the bundle still holds what it held before this task. "
+                "Free space there and run the task again" % dest) from None
+        raise
+
+
 def manifest_diff(before_text, after_text, path):
     return {"before": before_text, "after": after_text, "before_header": path, "after_header": path}
 
@@ -356,9 +440,11 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             os.makedirs(os.path.join(dest, bundle.IMAGES_DIR), mode=0o755, exist_ok=True)
             stack.enter_context(bundle.bundle_lock(dest))
             remove_stale_partials(os.path.join(dest, bundle.IMAGES_DIR))
+        manifest_read = True
         try:
             manifest = bundle.load_manifest(dest, missing_ok=True)
         except BundleError as exc:
+            manifest_read = False
             if not force:
                 raise BundleError("%s. Repair or remove it, or set force: true to start a new manifest in %s" % (exc, dest)) from exc
             manifest = bundle.new_manifest()
@@ -393,14 +479,15 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             if reason is None:
                 entry = build_entry(old, merged, attrs, old["file"], compression, None)
             else:
-                file_name = free_file_name(manifest, old, group[0], compression, attrs)
+                file_name = free_file_name(manifest, group[0], compression, attrs)
                 if check_mode:
                     entry = {"references": merged, "tags": tags_of(merged), "image_id": attrs["Id"] if attrs else "(pulled first)",
                              "file": file_name, "compression": compression, "size": "(known once written)",
                              "sha256": "(computed while writing)"}
                 else:
                     name = next((ref for ref in group if bundle.is_tag_reference(ref)), group[0])
-                    measured = save_one(client, name, attrs, bundle.resolve_file(dest, file_name), compression, level, threads)
+                    new_path = bundle.resolve_file(dest, file_name)
+                    measured = save_one(client, name, attrs, new_path, compression, level, threads, engine_name)
                     entry = build_entry(old, merged, attrs, file_name, compression, measured)
             if old is not None:
                 manifest["images"][manifest["images"].index(old)] = entry
@@ -409,7 +496,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             else:
                 manifest["images"].append(entry)
             if not check_mode and reason is not None:
-                bundle.write_manifest(dest, manifest)  # commit each image as soon as it is on disk
+                commit_manifest(dest, manifest, new_path)  # commit each image as soon as it is on disk
             kept.append(entry)
             results.append({
                 "reference": group[0],
@@ -433,7 +520,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
                     obsolete_files.append(entry["file"])
                     pruned.append(entry["file"])
         if not check_mode:
-            bundle.write_manifest(dest, manifest)
+            commit_manifest(dest, manifest)
         in_use = {entry["file"] for entry in manifest["images"]}
         removed = []
         for name in obsolete_files:
@@ -444,6 +531,8 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
                 removed.append(name)
                 if not check_mode:
                     os.unlink(path)
+        if not check_mode and manifest_read:
+            removed += [name for name in remove_uncommitted_tarballs(dest, manifest) if name not in removed]
         after_text = bundle.render_manifest(manifest)
         changed = any(result["written"] for result in results) or bool(removed) or before_text != after_text
     written_count = sum(result["written"] for result in results)
@@ -533,23 +622,32 @@ def expected_uncompressed(entry, path):
     return size if entry.get("compression") == "none" else size * UNKNOWN_EXPANSION
 
 
-def stream_into_engine(client, path, label):
-    """Decompress `path` (by content) into the engine's load API; return the engine's messages."""
+def stream_into_engine(client, handle, label, engine_name="the engine"):
+    """Decompress the open file `handle` (by content, from its start) into the engine's load API.
+
+    The bytes sent are read from this one descriptor, the one that was hashed. Returns the engine's messages.
+    """
     messages = []
+    handle.seek(0)
     try:
         with no_read_timeout(client):
-            for event in client.api.load_image(iter_chunks(open_decompressed(path), LOAD_CHUNK)) or []:
+            for event in client.api.load_image(iter_chunks(open_decompressed(handle, label=label), LOAD_CHUNK)) or []:
                 if not isinstance(event, dict):
                     continue
                 if event.get("error"):
                     detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                    raise TransferError("the Docker Engine refused %s: %s" % (label, detail))
+                    raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail)))
                 if event.get("stream"):
                     messages.append(event["stream"].strip())
     except APIError as exc:
-        raise TransferError("the Docker Engine refused %s: %s" % (label, getattr(exc, "explanation", None) or exc)) from exc
+        detail = str(getattr(exc, "explanation", None) or exc)
+        raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail))) from exc
     except CompressionError as exc:
         raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
+        raise TransferError(engine_gone(engine_name, "loading %s" % label, exc)) from None
     return messages
 
 
@@ -684,20 +782,24 @@ class Loader:
         if action == "tag":
             set_tags = tags if self.check_mode else restore_tags(self.client, image_id, tags)
             return self.record(entry, "tagged", image_id, set_tags, False)
+        with contextlib.ExitStack() as stack:
+            try:
+                path, handle = bundle.open_entry_file(bundle_dir, entry, self.verify, sha256_now=False)  # size only
+                stack.callback(handle.close)
+                bundle.check_sums_agree(bundle_dir, entry)
+                self.check_space(label, expected_uncompressed(entry, path))
+                bundle.check_open_file(path, handle, entry, verify=self.verify)  # the sha256 of this descriptor
+                detect_and_check_decoder(handle, path)
+            except (BundleError, TransferError, CompressionError) as exc:
+                return self.record(entry, "failed", None, [], False, "%s. No image was loaded from it" % exc)
+            if self.check_mode:
+                return self.record(entry, "loaded", entry.get("config_digest") or entry.get("image_id"), tags, self.verify)
+            return self._send(entry, handle, label, tags)
+
+    def _send(self, entry, handle, label, tags):
+        """Stream the checked open file into the engine, find the image and restore its tags."""
         try:
-            path = bundle.resolve_file(bundle_dir, entry["file"], owner=entry_label(entry))
-            if not os.path.isfile(path) or os.path.getsize(path) != entry["size"]:
-                bundle.verify_file(bundle_dir, entry, verify=self.verify)  # raises, explaining what is wrong
-            bundle.check_sums_agree(bundle_dir, entry)
-            self.check_space(label, expected_uncompressed(entry, path))
-            bundle.verify_file(bundle_dir, entry, verify=self.verify)
-            detect_and_check_decoder(path)
-        except (BundleError, TransferError, CompressionError) as exc:
-            return self.record(entry, "failed", None, [], False, "%s. No image was loaded from it" % exc)
-        if self.check_mode:
-            return self.record(entry, "loaded", entry.get("config_digest") or entry.get("image_id"), tags, self.verify)
-        try:
-            messages = stream_into_engine(self.client, path, label)
+            messages = stream_into_engine(self.client, handle, label, self._docker_host)
             attrs = find_loaded(self.client, entry, messages)
             if attrs is None:
                 raise TransferError("the engine accepted %s but lists no image with config %s afterwards" % (label, entry.get("config_digest")))
@@ -707,39 +809,64 @@ class Loader:
         return self.record(entry, "loaded", attrs["Id"], set_tags, self.verify)
 
     def load_tarball(self, path, sha256=None):
-        """Load a lone tarball: one read checks its sha256 and learns which images it holds, then load if needed."""
-        try:
-            entries, plans = self._check_tarball(path, sha256)
-        except (TransferError, CompressionError) as exc:
-            raise TransferError("%s. No image was loaded from it" % exc) from exc
+        """Load a lone tarball: its sha256 is checked, then it is parsed (bounded), then loaded: one descriptor throughout."""
+        with contextlib.ExitStack() as stack:
+            try:
+                handle, verified = self._open_tarball(path, sha256)
+                stack.callback(handle.close)
+                entries, plans = self._check_tarball(path, handle)
+            except (TransferError, CompressionError) as exc:
+                raise TransferError("%s. No image was loaded from it" % exc) from exc
+            self._load_checked_tarball(path, handle, entries, plans, verified)
+
+    def _load_checked_tarball(self, path, handle, entries, plans, verified):
         if all(plan[0] != "load" for plan in plans) or self.check_mode:
             for entry, (action, image_id, tags) in zip(entries, plans):
                 if action == "present":
-                    self.record(entry, "skipped", image_id, [], self.verify)
+                    self.record(entry, "skipped", image_id, [], verified)
                 elif action == "tag":
-                    self.record(entry, "tagged", image_id, tags if self.check_mode else restore_tags(self.client, image_id, tags), self.verify)
+                    self.record(entry, "tagged", image_id, tags if self.check_mode else restore_tags(self.client, image_id, tags), verified)
                 else:
-                    self.record(entry, "loaded", entry["config_digest"], tags, self.verify)
+                    self.record(entry, "loaded", entry["config_digest"], tags, verified)
             return
-        messages = stream_into_engine(self.client, path, path)
+        messages = stream_into_engine(self.client, handle, path, self._docker_host)
         for entry, (action, _image_id, tags) in zip(entries, plans):
             attrs = find_loaded(self.client, entry, messages)
             if attrs is None:
                 raise TransferError("the engine accepted %s but lists no image with config %s afterwards" % (path, entry["config_digest"]))
-            self.record(entry, "loaded" if action == "load" else "skipped", attrs["Id"], restore_tags(self.client, attrs["Id"], tags), self.verify)
+            self.record(entry, "loaded" if action == "load" else "skipped", attrs["Id"], restore_tags(self.client, attrs["Id"], tags), verified)
 
-    def _check_tarball(self, path, sha256):
+    def _open_tarball(self, path, sha256):
+        """Open the lone tarball once and check its sha256 on that descriptor; return (handle, verified).
+
+        A given sha256 is always checked, whatever `verify` says; without one, verify takes it from
+        a SHA256SUMS beside the file, or (verify: false) the file is used unverified.
+        """
         expected = normalize_sha256(sha256) if sha256 else None
         if sha256 and expected is None:
             raise TransferError("sha256 %r is not a sha256 checksum: expected 64 hex digits, optionally prefixed by sha256:" % sha256)
-        if not os.path.isfile(path):
-            raise TransferError("%s does not exist or is not a file%s" % (path, "; expected sha256 %s" % expected if expected else ""))
-        if expected is None and self.verify:
-            expected = checksum_from_sums_file(path)
-        detect_and_check_decoder(path)
-        described, actual, uncompressed = describe_tarball(path)
-        if self.verify and actual != expected:
-            raise TransferError("%s failed its checksum: expected sha256 %s, actual %s" % (path, expected, actual))
+        try:
+            handle = open_regular(path)
+        except OSError as exc:
+            reason = "does not exist" if exc.errno == errno.ENOENT else (exc.strerror or str(exc))
+            raise TransferError("%s cannot be read: %s%s" % (path, reason, "; expected sha256 %s" % expected if expected else "")) from None
+        try:
+            if expected is None and self.verify:
+                expected = checksum_from_sums_file(path)
+            if expected is not None:
+                actual = hash_handle(handle)[0]
+                if actual != expected:
+                    raise TransferError("%s failed its checksum: expected sha256 %s, actual %s" % (path, expected, actual))
+                handle.seek(0)
+            detect_and_check_decoder(handle, path)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, expected is not None
+
+    def _check_tarball(self, path, handle):
+        """What the (already checked) open tarball holds, read with bounds; and the plan for each image."""
+        described, uncompressed = describe_tarball(handle, path)
         entries = [{
             "references": list(image["repo_tags"]) or [image["config_digest"]], "tags": list(image["repo_tags"]),
             "file": path, "config_digest": image["config_digest"], "manifest_digest": image["manifest_digest"],
@@ -772,9 +899,9 @@ def plan_entries(client, docker_host, entries):
     return plans
 
 
-def detect_and_check_decoder(path):
-    """Fail before loading when the file is not an archive we can read, or zstd cannot be decoded here."""
-    if detect_file(path) == "zstd":
+def detect_and_check_decoder(handle, label):
+    """Fail before loading when the open file is not an archive we can read, or zstd cannot be decoded here."""
+    if detect_handle(handle, label) == "zstd":
         require_zstd()
 
 
@@ -794,15 +921,19 @@ def checksum_from_sums_file(path):
     )
 
 
-def describe_tarball(path):
-    """One read of a lone tarball: (images it holds, sha256 of the file as stored, uncompressed size)."""
-    index = TarStreamIndex()
-    raw_digest = hashlib.sha256()
+def describe_tarball(handle, label):
+    """Read a lone tarball's open file from its start, with bounds: (images it holds, uncompressed size).
+
+    Leaves the file positioned at its start again, for the load.
+    """
+    handle.seek(0)
+    reader = open_decompressed(handle, label=label)
     try:
-        for block in iter_chunks(open_decompressed(path, raw_digest=raw_digest), STREAM_CHUNK):
-            index.feed(block)
-        index.close()
-        images, _layout = describe_archive(index.files)
+        index = read_archive(reader)
+        images, _layout = describe_archive(index.files, index.oversized)
     except (ArchiveError, CompressionError) as exc:
-        raise TransferError("%s is not a usable image archive: %s" % (path, exc)) from exc
-    return images, raw_digest.hexdigest(), index.size
+        raise TransferError("%s is not a usable image archive: %s" % (label, exc)) from None
+    finally:
+        reader.close()
+        handle.seek(0)
+    return images, index.size

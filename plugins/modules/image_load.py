@@ -15,7 +15,9 @@ description:
   - An image already in the engine with its recorded tags is skipped without reading its tarball. An image present
     under its identity but missing some recorded tags only gets those tags, again without reading the tarball.
   - Otherwise the tarball is checked before anything reaches the engine, first its size against C(bundle.json),
-    then its sha256 in one read. On a missing file, a truncated file or a checksum mismatch, the image fails with a
+    then its sha256 in one read. The file is opened once (a symbolic link, FIFO, device or directory in its place is
+    refused) and the bytes hashed are the bytes loaded, read again from that same open file, so a file swapped
+    after the check never reaches the engine. On a missing file, a truncated file or a checksum mismatch, the image fails with a
     message naming the file, the expected and the actual checksum, and no image of that file is loaded. The other
     images are still handled, and the task fails at the end listing every bad file.
   - A checked tarball is decompressed by its content (gzip, zstd or none, recognised by magic bytes, not by file
@@ -64,14 +66,16 @@ options:
   path:
     description:
       - A single image tarball (uncompressed, gzip or zstd), instead of a bundle.
-      - Without a manifest, the file is read once to learn which images it holds (and to check its sha256) before
-        deciding whether to load it; with a bundle, no read is needed to skip an image.
+      - Without a manifest, the file's sha256 is checked first, then the archive is read (with bounds on its member
+        count and the size of its JSON documents) to learn which images it holds before deciding whether to load it;
+        with a bundle, no read is needed to skip an image.
     type: path
   sha256:
     description:
       - The expected sha256 of O(path), as 64 hex digits, optionally prefixed with V(sha256:).
       - When not given and O(verify=true), the checksum is taken from a C(SHA256SUMS) next to the file (or one
         directory up) that lists it; without one the task fails and asks for O(sha256) or O(verify=false).
+      - When given, it is always checked, also with O(verify=false).
     type: str
   images:
     description:
@@ -83,7 +87,8 @@ options:
     default: []
   verify:
     description:
-      - Check each tarball's sha256 before loading it. Size and presence are always checked.
+      - Check each tarball's sha256 before loading it. Size and presence are always checked, and so is an O(sha256)
+        given explicitly.
     type: bool
     default: true
   force:
@@ -101,6 +106,8 @@ notes:
   - Free space can only be measured when the engine runs on the host the module runs on (a unix socket whose
     engine process is visible from here, which includes an engine in a container reached through a mounted
     socket). For a remote engine (V(tcp://), V(ssh://)) the check is skipped with a warning.
+  - When the engine stops answering during a load (it stopped, restarted or crashed), the image fails with a message
+    naming the engine and the file; its tags are not restored, and a rerun loads it again.
   - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool
     on the host the module runs on; without either the task fails before loading and says so.
 seealso:

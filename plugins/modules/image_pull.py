@@ -135,12 +135,13 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils import image_archive, registry
+from ansible_collections.fleet.images.plugins.module_utils import image_archive, image_transfer, registry
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
     build_client,
     docker_error_message,
+    docker_host_from,
 )
 
 try:
@@ -176,7 +177,7 @@ def inspect_or_none(client, name):
         return None
 
 
-def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode):
+def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode, engine_name="the engine"):
     """Get one image onto the engine; returns ("pulled" | "tagged" | "present", record).
 
     Whether the image is already there is decided as image_load decides it (image_archive.plan_load:
@@ -194,11 +195,11 @@ def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode):
         return "tagged", {"reference": reference, "image_id": present_id, "tags": tags_to_set}
     # The same name the registry role pushed the image under (module_utils/registry.py).
     tag, source = registry.target_reference(reference, site_registry, mirror_namespace)[1:]
-    source_repository = source[:-(len(tag) + 1)]
     record = {"reference": reference, "source": source, "image_id": image["image_id"]}
     if check_mode:
         return "pulled", record
-    client.api.pull(source_repository, tag=tag, auth_config=auth)
+    # streamed, so the registry's own error and an engine that stops half way are both reported as such
+    image_transfer.pull_image(client, source, None, engine_name, auth=auth)
     attrs = inspect_or_none(client, source)
     got = attrs["Id"] if attrs else None
     if got not in identity:
@@ -240,8 +241,9 @@ def main():
             module.fail_json(msg="images[%d]: %s" % (index, problem))
     for image in params["images"]:
         try:
-            outcome, record = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode)
-        except (ValueError, registry.RegistryConfigError) as exc:
+            outcome, record = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
+                                       docker_host_from(params))
+        except (ValueError, registry.RegistryConfigError, image_transfer.TransferError) as exc:
             module.fail_json(msg=str(exc), **result)
         except DockerException as exc:
             module.fail_json(msg=docker_error_message(exc, "pulling %s from %s" % (image["references"][0], params["registry"])),

@@ -19,6 +19,10 @@ description:
   - The engine's archive is streamed to disk through sha256 and the compressor, never held in memory, into a
     temporary file that is renamed only when complete; C(bundle.json) and C(SHA256SUMS) are replaced atomically
     after each image, so an interrupted run keeps every image finished before it.
+  - A tarball that replaces an image's old one (the tag moved, the file was damaged, O(force=true)) is written under a
+    name no committed entry uses; the old file is removed only after C(bundle.json) and C(SHA256SUMS) list the new
+    one. Whatever stops a save (kill, full disk, the tag moving meanwhile), the bundle lists only files that exist
+    with the listed checksums, and the next run removes tarballs an interrupted run left unlisted.
   - An image whose ID matches its entry, with the same compression, whose file is present with the recorded size, is
     not saved again; its file is not read either.
   - References that name the same image share one tarball and one entry.
@@ -191,7 +195,9 @@ images:
       type: str
       sample: not in the bundle yet
 removed:
-  description: Tarballs deleted because their image now has a new file (other compression) or was pruned.
+  description:
+    - Tarballs deleted because their image now has a new file (a new image ID, other compression) or was pruned,
+      and tarballs an interrupted earlier run left that the bundle does not list.
   returned: always
   type: list
   elements: str

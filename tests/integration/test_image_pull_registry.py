@@ -4,6 +4,7 @@ plain HTTP) and this machine's engine: pull, check the ID, tag as the bundle nam
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 import uuid
@@ -12,7 +13,7 @@ import docker
 import pytest
 import requests
 
-from ansible_collections.fleet.images.plugins.module_utils import registry
+from ansible_collections.fleet.images.plugins.module_utils import image_transfer, registry
 
 
 def tiny_image(client, repository, text):
@@ -97,3 +98,48 @@ def test_an_entry_without_an_image_id_is_refused_before_any_pull(site_registry, 
     _client, address = site_registry
     result = module_runner("image_pull", {"images": [{"references": ["x:1"], "tags": ["x:1"]}], "registry": address})
     assert result["failed"] and "images[0]: x:1 needs image_id" in result["msg"]
+
+
+@pytest.fixture()
+def private_engine():
+    """An engine of this test's own (never the shared one), that the test kills."""
+    from private_dockerd import PrivateEngine
+
+    engine = PrivateEngine()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture()
+def pushed_big(site_registry, tmp_path):
+    """An 8 MiB image in the site registry: pulling it takes long enough to be cut off."""
+    client, address = site_registry
+    marker = uuid.uuid4().hex[:8]
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY data.bin /data.bin\n")
+    (tmp_path / "data.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    target = "%s/fi-bytes/pull-big:%s" % (address, marker)
+    image, _logs = client.images.build(path=str(tmp_path), tag=target, rm=True, forcerm=True, pull=False)
+    for line in client.api.push(target.rsplit(":", 1)[0], tag=marker, stream=True, decode=True):
+        assert "error" not in line, line
+    yield target
+    client.api.remove_image(image.id, force=True)
+
+
+def test_the_engine_dying_during_a_pull_is_a_clear_failure(private_engine, pushed_big, monkeypatch):
+    api = private_engine.client.api
+    pull = api.pull
+
+    def pull_then_die(*args, **kwargs):
+        for number, event in enumerate(pull(*args, **kwargs)):
+            yield event
+            if number == 0:
+                private_engine.kill()  # dockerd goes away with the pull half done
+
+    monkeypatch.setattr(api, "pull", pull_then_die)
+    with pytest.raises(image_transfer.TransferError) as caught:
+        image_transfer.pull_image(private_engine.client, pushed_big, None, private_engine.docker_host)
+    message = str(caught.value)
+    assert message.startswith("the Docker Engine %s stopped answering while pulling %s (" % (private_engine.docker_host, pushed_big)), message
+    assert message.endswith("Check that it runs (systemctl status docker, journalctl -u docker), then run the task again")

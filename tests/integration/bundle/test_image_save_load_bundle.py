@@ -100,10 +100,13 @@ def test_a_truncated_or_missing_tarball_is_written_again(test_images, run, tmp_p
     repaired = run("image_save", params)
     assert repaired["changed"] is True
     assert repaired["images"][0]["reason"] == "%s has %d bytes, bundle.json records %d" % (first["images"][0]["file"], size - 1, size)
+    # the new tarball gets a name no committed entry uses; the damaged one goes once bundle.json no longer lists it
+    path = repaired["images"][0]["path"]
+    assert repaired["images"][0]["file"] != first["images"][0]["file"] and not os.path.exists(first["images"][0]["path"])
     assert os.path.getsize(path) == size and sha256sum_ok(dest)[0]
     os.unlink(path)
     again = run("image_save", params)
-    assert again["changed"] is True and again["images"][0]["reason"] == "%s is missing" % first["images"][0]["file"]
+    assert again["changed"] is True and again["images"][0]["reason"] == "%s is missing" % repaired["images"][0]["file"]
     # uncompressed saves of the same image are byte-identical: same checksum as the first time
     assert again["images"][0]["sha256"] == first["images"][0]["sha256"]
 

@@ -192,6 +192,44 @@ def test_damaged_manifests_are_explained(tmp_path, text, message):
     assert str(tmp_path / "bundle.json") in str(error.value)
 
 
+def test_a_byte_order_mark_is_not_damage(written):
+    directory, manifest = written
+    path = os.path.join(directory, "bundle.json")
+    with open(path, "rb") as handle:
+        text = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(b"\xef\xbb\xbf" + text)  # what some Windows editors save
+    assert bundle.load_manifest(directory) == manifest
+
+
+@pytest.mark.parametrize("depth", [10000, 200000])
+def test_deeply_nested_json_is_a_clear_error(tmp_path, depth):
+    (tmp_path / "bundle.json").write_text("[" * depth + "]" * depth)
+    with pytest.raises(BundleError) as error:
+        bundle.load_manifest(str(tmp_path))
+    assert str(error.value) == ("%s nests its JSON too deeply to be read: it is not a bundle manifest written by image_save; "
+                                "copy bundle.json again from the original bundle" % (tmp_path / "bundle.json"))
+
+
+def test_a_tarball_is_read_only_from_a_regular_file(written, tmp_path):
+    directory, manifest = written
+    entry = manifest["images"][0]
+    path = os.path.join(directory, entry["file"])
+    os.rename(path, path + ".real")
+    os.symlink(path + ".real", path)
+    with pytest.raises(BundleError, match="is a symbolic link; refusing to follow it"):
+        bundle.verify_file(directory, entry)
+    os.unlink(path)
+    os.mkfifo(path)
+    with pytest.raises(BundleError, match=r"is not a regular file \(a FIFO\); refusing to read it"):
+        bundle.verify_file(directory, entry)  # and does not hang waiting for a writer
+    os.unlink(path)
+    os.rename(path + ".real", path)
+    path_checked, handle = bundle.open_entry_file(directory, entry)
+    with handle:
+        assert path_checked == path and handle.tell() == 0 and handle.read() == b"n" * 2048
+
+
 def test_binary_manifest_is_not_json(tmp_path):
     (tmp_path / "bundle.json").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(BundleError, match="is not valid JSON \\(it is not UTF-8"):

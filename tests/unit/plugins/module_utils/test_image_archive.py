@@ -11,8 +11,9 @@ import tarfile
 import pytest
 
 from ansible_collections.fleet.images.plugins.module_utils.image_archive import (
+    MAX_CAPTURED_MEMBER,
     ArchiveError,
-    TarStreamIndex,
+    IterReader,
     created_seconds,
     describe_archive,
     fingerprint_from_config,
@@ -21,6 +22,7 @@ from ansible_collections.fleet.images.plugins.module_utils.image_archive import 
     is_same_image,
     normalized_time,
     plan_load,
+    read_archive,
 )
 
 
@@ -101,11 +103,7 @@ def oci_archive(name="docker.io/itest/app:1", with_docker_manifest=True, nested_
 
 
 def index_of(data, chunk):
-    index = TarStreamIndex()
-    for start in range(0, len(data), chunk):
-        index.feed(data[start:start + chunk])
-    index.close()
-    return index
+    return read_archive(IterReader(data[start:start + chunk] for start in range(0, len(data), chunk)))
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 511, 512, 513, 65536, 10 ** 9])
@@ -179,24 +177,28 @@ def test_a_config_that_does_not_match_its_name_is_refused():
 @pytest.mark.parametrize("cut", [100, 700, 2000, -1500])
 def test_a_cut_off_stream_is_an_error(cut):
     data = docker_archive()[0]
-    with pytest.raises(ArchiveError, match="the tar stream ends early"):
+    with pytest.raises(ArchiveError, match="the tar stream ends early|damaged"):
         index_of(data[:cut] if cut > 0 else data[:len(data) + cut - 1024 * 10], 333)
 
 
 def test_missing_end_blocks_are_tolerated_when_members_are_whole():
     data = docker_archive()[0]
-    index = TarStreamIndex()
     trimmed = data.rstrip(b"\x00")
     trimmed += b"\x00" * ((-len(trimmed)) % 512)
-    index.feed(trimmed)
-    index.close()
-    assert "manifest.json" in index.files
+    assert "manifest.json" in index_of(trimmed, 4096).files
+
+
+def test_every_byte_reaches_the_tap_even_after_the_end_marker():
+    data = docker_archive()[0] + b"\x00" * 5000
+    seen = []
+    index = read_archive(IterReader([data[:700], data[700:]]), tap=seen.append)
+    assert b"".join(seen) == data
+    assert index.size == len(data)
 
 
 def test_garbage_is_not_a_tar():
-    index = TarStreamIndex()
-    with pytest.raises(ArchiveError, match="not a tar archive: bad header checksum at byte 0"):
-        index.feed(os.urandom(2048))
+    with pytest.raises(ArchiveError, match="not a tar archive"):
+        index_of(os.urandom(2048), 4096)
 
 
 def test_not_an_image_archive():
@@ -331,3 +333,113 @@ def test_plan_load_searches_as_a_last_resort():
     assert plan_load(untagged, lambda name: INSPECT if name == "registry:2" else None, search) == ("present", INSPECT["Id"], [])
     assert searched == []
     assert plan_load(untagged, engine({}), lambda wanted: iter(())) == ("load", None, ["registry:2"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Crafted archives (issue 10): each ends in an ArchiveError, never a hang, a MemoryError or a traceback.
+
+
+def header(name, size_field, typeflag=b"0"):
+    """One raw ustar header block with `size_field` (12 bytes) as given and a valid checksum."""
+    block = bytearray(512)
+    block[0:len(name)] = name
+    block[100:108] = b"0000644\x00"
+    block[108:116] = b"0000000\x00"
+    block[116:124] = b"0000000\x00"
+    block[124:136] = size_field
+    block[136:148] = b"00000000000\x00"
+    block[156:157] = typeflag
+    block[257:263] = b"ustar\x00"
+    block[263:265] = b"00"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def negative_base256(value):
+    return bytes([0xFF]) + (2 ** 88 - value).to_bytes(11, "big")
+
+
+def crafted(kind):
+    if kind == "negative GNU base-256 size":
+        return header(b"manifest.json", negative_base256(1024)) + b"\x00" * 4096
+    if kind == "bad pax length":
+        pax = b"0 path=x\n"
+        return header(b"././@PaxHeader", b"%011o\x00" % len(pax), b"x") + pax.ljust(512, b"\x00") + header(b"a", b"%011o\x00" % 0) + b"\x00" * 1024
+    if kind == "garbage after a member":
+        return header(b"a", b"%011o\x00" % 0) + os.urandom(512) + b"\x00" * 1024
+    if kind == "truncated header":
+        return header(b"a", b"%011o\x00" % 0) + header(b"b", b"%011o\x00" % 0)[:300]
+    raise AssertionError(kind)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["negative GNU base-256 size", "bad pax length", "garbage after a member", "truncated header"])
+def test_crafted_tar_headers_end_in_a_clear_error(kind):
+    with pytest.raises(ArchiveError) as caught:
+        index_of(crafted(kind), 4096)
+    assert "tar" in str(caught.value)
+
+
+def endless_zeros(head):
+    yield head
+    while True:
+        yield b"\x00" * 65536
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("typeflag, name", [(b"x", b"././@PaxHeader"), (b"L", b"././@LongLink")])
+def test_an_extended_header_is_refused_before_it_is_read_into_memory(typeflag, name):
+    # tarfile reads a pax or long-name header whole: 64 MiB announced, endless bytes behind it
+    stream = endless_zeros(header(name, b"%011o\x00" % (64 * 1024 * 1024), typeflag))
+    with pytest.raises(ArchiveError, match="an extended header of 67108864 bytes"):
+        read_archive(IterReader(stream))
+
+
+def archive_of(members):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members:
+            add(archive, name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("manifest.json", b'{"Config": "x.json"}')], "manifest.json in the archive is not a list of images"),
+    ([("manifest.json", b'["x"]')], "an image in manifest.json should be a JSON object, not str"),
+    ([("manifest.json", b'[{"Config": 7}]')], "Config that is not a file name"),
+    ([("manifest.json", b"[" * 100000 + b"]" * 100000)], "nests its JSON too deeply"),
+    ([("manifest.json", b"\xff\xfe")], "manifest.json in the archive is not valid JSON"),
+    ([("index.json", b'{"manifests": [{"digest": "sha256:' + b"a" * 64 + b'"}]}'), ("blobs/sha256/" + "a" * 64, b"{not json")],
+     "blob blobs/sha256/a{64} in the archive is not valid JSON"),
+    ([("index.json", b'{"manifests": {"a": 1}}')], "manifests in index.json should be a JSON list"),
+    ([("index.json", b'[]')], "index.json in the archive should be a JSON object"),
+    ([("manifest.json", b" " * (MAX_CAPTURED_MEMBER + 1))], "manifest.json in the archive has %d bytes, more than" % (MAX_CAPTURED_MEMBER + 1)),
+])
+def test_malformed_archive_json_is_a_clear_error(members, message):
+    index = index_of(archive_of(members), 65536)
+    with pytest.raises(ArchiveError, match=message):
+        describe_archive(index.files, index.oversized)
+
+
+def test_a_config_with_the_wrong_shape_is_a_clear_error():
+    config = json.dumps({"config": ["not", "an", "object"], "rootfs": {"diff_ids": []}}).encode()
+    manifest = json.dumps([{"Config": digest(config) + ".json", "RepoTags": ["a:1"], "Layers": []}]).encode()
+    index = index_of(archive_of([(digest(config) + ".json", config), ("manifest.json", manifest)]), 65536)
+    with pytest.raises(ArchiveError, match="do not have the shape of an image archive"):
+        describe_archive(index.files, index.oversized)
+
+
+def test_member_count_is_bounded(monkeypatch):
+    from ansible_collections.fleet.images.plugins.module_utils import image_archive
+
+    monkeypatch.setattr(image_archive, "MAX_MEMBERS", 5)
+    with pytest.raises(ArchiveError, match="more than 5 members"):
+        index_of(archive_of([("f%d" % number, b"") for number in range(6)]), 65536)
+
+
+def test_layers_never_count_against_the_kept_total():
+    layers = [("blobs/sha256/%064x" % number, b"\x1f\x8b" + b"\x00" * 1000) for number in range(50)]
+    index = index_of(archive_of(layers + [("index.json", b"{}")]), 65536)
+    assert list(index.files) == ["index.json"]
+    assert len(index.names) == 51
