@@ -107,7 +107,7 @@ def main():
     unknown = [name for name in module.params["clean"] if name not in module.params["directories"]]
     if bad or unknown:
         module.fail_json(msg="staging_dir: directories and clean take plain names of subdirectories (clean among directories); "
-                             "got %s" % ", ".join(repr(name) for name in bad + unknown), path=path)
+                             "got %s" % ", ".join(repr(name) for name in bad + unknown))
     created = []
     removed = []
     try:
@@ -121,9 +121,9 @@ def main():
             if module.params["remove_stale_after"] > 0 and os.path.join(path, name) not in created:
                 removed += remove_stale(os.path.join(path, name), module.params["remove_stale_after"] * 60, dry_run=module.check_mode)
     except StagingError as exc:
-        module.fail_json(msg=str(exc), path=path)
+        module.fail_json(msg=str(exc))
     except OSError as exc:
-        module.fail_json(msg="staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc), path=path)
+        module.fail_json(msg="staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc))
     module.exit_json(changed=bool(created or removed), path=path, created=created, removed=removed)
 
 
