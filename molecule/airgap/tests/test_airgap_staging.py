@@ -4,6 +4,7 @@ unlisted wheels, a copy killed half way (kill -9 of the controller), a full disk
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import subprocess
 import time
 
 from test_airgap import ADDRESSES, SSH_CONFIG
-from test_airgap_runs import BUNDLE, EPHEMERAL, PROJECT, SCENARIO, playbook, recap
+from test_airgap_runs import BUNDLE, DOCKER_HOSTS, EPHEMERAL, PROJECT, SCENARIO, playbook, recap
 
 NODE = "airgap-node3"
 STAGING = "/var/lib/fleet-images/staging"
@@ -36,20 +37,56 @@ def images_present():
     return [reference for reference in IMAGES if on_node("docker image inspect %s >/dev/null 2>&1 && echo yes || true" % reference).strip()]
 
 
+def process_tree(root):
+    """`root` and every process under it (Ansible's workers start sessions of their own, so a process
+    group does not hold them), from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def kill_tree(root):
+    """kill -9 of the controller side of a run, as a power cut would: freeze the whole tree, then kill it."""
+    frozen = set()
+    while True:
+        tree = [pid for pid in process_tree(root) if pid not in frozen]
+        if not tree:
+            break
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+            frozen.add(pid)
+    for pid in frozen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def run(path, env=None, args=()):
     result = playbook(os.path.join(SCENARIO, path), dict(env or {}), args)
     return result, result.stdout + result.stderr
 
 
 def test_an_unprivileged_user_preparing_the_staging_directory_is_refused():
-    # hostile_staging.yml asserts on the host: every variant refused naming host and path, nothing
-    # loaded, the user's directories unchanged
+    # hostile_staging.yml asserts on each host (one variant each): refused naming host and path,
+    # nothing loaded, the user's directory unchanged
     result, output = run("hostile_staging.yml")
     assert result.returncode == 0, output[-6000:]
-    counts = recap(result.stdout)[NODE]
-    assert counts["failed"] == 0 and counts["rescued"] >= 3, output[-3000:]
-    assert output.count("refusing to use it") >= 3
-    assert "airgap-hello:1" not in images_present()
+    counts = recap(result.stdout)
+    assert all(counts[name]["failed"] == 0 and counts[name]["rescued"] >= 1 for name in DOCKER_HOSTS), counts
+    for expected in ("is owned by uid 65534", "is a symbolic link (to /var/tmp/fi-stage-theirs)", "/var/tmp has mode 1777"):
+        assert expected in output, output[-3000:]
 
 
 def _sdk_run(tmp_path, change):
@@ -96,12 +133,12 @@ def test_a_bundle_without_a_list_of_wheels_is_refused(tmp_path):
 def test_a_copy_killed_half_way_leaves_nothing_under_ansible_tmp_and_the_next_run_removes_it():
     remove_images()
     on_node("rm -rf /root/.ansible/tmp/* %s/tmp/* %s/images/*" % (STAGING, STAGING))
-    # sftp at 2 Mbit/s: the 4 MB app tarball takes seconds, long enough to kill the run mid-copy
+    # sftp at 8 Mbit/s: the 4 MB app tarball takes seconds, long enough to kill the run mid-copy
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".build", "collections"), AIRGAP_BUNDLE=BUNDLE)
     proc = subprocess.Popen(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(SCENARIO, "copy_node3.yml"),
-                             "-e", "ansible_sftp_extra_args='-l 2000'"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                             "-e", "ansible_sftp_extra_args='-l 8000'"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.time() + 120
         partial = ""
@@ -109,18 +146,24 @@ def test_a_copy_killed_half_way_leaves_nothing_under_ansible_tmp_and_the_next_ru
             partial = on_node("find %s/tmp -type f -size +200k 2>/dev/null | head -1" % STAGING).strip()
         assert partial, "no partial copy appeared under %s/tmp (playbook rc=%s)" % (STAGING, proc.poll())
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
-    time.sleep(1)
+    time.sleep(2)
     left = on_node("find %s/tmp -type f -printf '%%s %%p\\n'" % STAGING)
     assert partial.split("/")[-2] in left, left
+    # half way: no tarball there is whole (and nothing is writing any more)
+    with open(os.path.join(BUNDLE, "bundle.json")) as handle:
+        sizes = {entry["size"] for entry in json.load(handle)["images"]}
+    assert not {int(line.split()[0]) for line in left.splitlines()} & sizes, left
+    assert on_node("find %s/tmp -type f -printf '%%s %%p\\n'" % STAGING) == left
     assert on_node("find /root/.ansible/tmp -type f 2>/dev/null || true").strip() == ""
     assert images_present() == []
     # what the killed run left goes on the next run once it is old (here: made two hours old)
     on_node("find %s/tmp -mindepth 1 -exec touch -h -d '-2 hours' {} +" % STAGING)
     result, output = run("copy_node3.yml")
     assert result.returncode == 0, output[-4000:]
-    assert on_node("ls -A %s/tmp %s/images" % (STAGING, STAGING)).split() == ["%s/images:" % STAGING, "%s/tmp:" % STAGING]
+    assert on_node("ls -A %s/tmp %s/images" % (STAGING, STAGING)).split() == ["%s/images:" % STAGING, "%s/tmp:" % STAGING], \
+        on_node("date; find %s -printf '%%t %%s %%p\\n'; ps -ef | grep -e sftp -e python" % STAGING) + output
     assert images_present() == IMAGES
 
 
