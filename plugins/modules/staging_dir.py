@@ -11,13 +11,13 @@ short_description: Make or check a host's root-only staging directory, and remov
 version_added: 0.2.0
 description:
   - Makes sure O(path) is a directory only the user the module runs as (root) can use, before anything is
-    copied into it, read from it, loaded or installed: every parent must be a real directory (no symbolic link)
+    copied into it, read from it, loaded or installed. Every parent must be a real directory (no symbolic link)
     owned by root that no other user can write to, and O(path) and each of O(directories) must be owned by
     that user with no permission for group or others (0700).
   - Missing directories are made with mode 0700. An existing one that fails a check is refused with a message
     naming the host's path and what to do; the module never changes the owner or mode of anything it finds,
     and never follows a symbolic link.
-  - Removes, in each of O(clean), the entries in which nothing was written for O(remove_stale_after) minutes:
+  - Removes, in each of O(clean), the entries in which nothing was written for O(remove_stale_after) minutes,
     what a killed or failed copy left behind (Ansible's remote temporary directories, partial files). An entry
     a concurrent run is still writing stays.
 extends_documentation_fragment:

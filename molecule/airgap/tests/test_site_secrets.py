@@ -1,6 +1,7 @@
 """The secrets the site run was given (molecule.yml) appear in no output, log or `docker inspect`:
 every playbook output of the scenario (Ansible's log_path: prepare, converge with diffs, idempotence,
-the verifier's own runs, which this file runs after), every host's journal and syslog, and
+the verifier's own runs: this file's name sorts after the others, so it runs last), every host's
+journal and /var/log, and
 `docker inspect` of every container on every host. A hit names the secret's form and where it was."""
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def found(text):
 
 
 def on_host(address, command):
-    proc = subprocess.run(["ssh", "-F", SSH_CONFIG, address, command], capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(["ssh", "-F", SSH_CONFIG, address, command], capture_output=True, check=False, timeout=120)
+    proc.stdout, proc.stderr = (stream.decode("utf-8", "replace") for stream in (proc.stdout, proc.stderr))
     assert proc.returncode == 0, "%s on %s: rc=%d %s" % (command, address, proc.returncode, proc.stderr)
     return proc.stdout
 
