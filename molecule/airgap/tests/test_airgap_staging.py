@@ -131,6 +131,7 @@ def test_a_bundle_without_a_list_of_wheels_is_refused(tmp_path):
 
 
 def test_a_copy_killed_half_way_leaves_nothing_under_ansible_tmp_and_the_next_run_removes_it():
+    """Also: a check-mode site run in between removes nothing and its summary says 'would load'."""
     remove_images()
     on_node("rm -rf /root/.ansible/tmp/* %s/tmp/* %s/images/*" % (STAGING, STAGING))
     # sftp at 8 Mbit/s: the 4 MB app tarball takes seconds, long enough to kill the run mid-copy
@@ -158,8 +159,14 @@ def test_a_copy_killed_half_way_leaves_nothing_under_ansible_tmp_and_the_next_ru
     assert on_node("find %s/tmp -type f -printf '%%s %%p\\n'" % STAGING) == left
     assert on_node("find /root/.ansible/tmp -type f 2>/dev/null || true").strip() == ""
     assert images_present() == []
-    # what the killed run left goes on the next run once it is old (here: made two hours old)
+    # what the killed run left goes on the next run once it is old (here: made two hours old) ...
     on_node("find %s/tmp -mindepth 1 -exec touch -h -d '-2 hours' {} +" % STAGING)
+    # ... but not in check mode, whose summary says what a run would load
+    result, output = run("converge.yml", args=["--check", "--diff", "--limit", NODE])
+    assert result.returncode == 0, output[-4000:]
+    assert "summary | %s | 2 image(s) | copy | would load: %s" % (NODE, ", ".join(IMAGES)) in output, output[-3000:]
+    assert "newly" not in output
+    assert on_node("find %s/tmp -type f -printf '%%s %%p\\n'" % STAGING) == left
     result, output = run("copy_node3.yml")
     assert result.returncode == 0, output[-4000:]
     assert on_node("ls -A %s/tmp %s/images" % (STAGING, STAGING)).split() == ["%s/images:" % STAGING, "%s/tmp:" % STAGING], \
