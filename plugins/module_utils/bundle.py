@@ -29,6 +29,7 @@ VERSION = 1
 MANIFEST_NAME = "bundle.json"
 SUMS_NAME = "SHA256SUMS"
 IMAGES_DIR = "images"
+WHEELS_DIR = "wheels"
 
 # Names longer than this are cut (the reference hash keeps them unique); filesystems allow 255 bytes.
 MAX_READABLE_NAME = 100
@@ -36,7 +37,8 @@ SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # What tarball_name() makes, without the images/ prefix: only such files are ever removed as leftovers.
 TARBALL_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}\.tar(?:\.gz|\.zst)?$")
-MANIFEST_KEY_ORDER = ("format", "version", "images")
+MANIFEST_KEY_ORDER = ("format", "version", "images", "wheels")
+WHEEL_KEY_ORDER = ("file", "size", "sha256")
 ENTRY_KEY_ORDER = (
     "references", "tags", "image_id", "config_digest", "manifest_digest", "config_fingerprint", "repo_digests", "os", "architecture", "variant",
     "created", "file", "size", "sha256", "compression", "uncompressed_size", "archive_format", "saved_at",
@@ -215,7 +217,34 @@ def validate_manifest(manifest, source, bundle_dir=None):
         files[entry["file"]] = index
         if bundle_dir is not None:
             resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
+    validate_wheels(manifest, source, bundle_dir)
     return manifest
+
+
+def validate_wheels(manifest, source, bundle_dir=None):
+    """Check the optional ``wheels`` list: each ``{"file": "wheels/<name>.whl", "size", "sha256"}``, once."""
+    wheels = manifest.get("wheels")
+    if wheels is None:
+        return
+    if not isinstance(wheels, list):
+        raise BundleError("%s: wheels must be a list, got %r" % (source, wheels))
+    files = {}
+    for index, entry in enumerate(wheels):
+        where = "%s, wheels[%d]" % (source, index)
+        if not isinstance(entry, dict):
+            raise BundleError("%s: expected an object, got %r" % (where, entry))
+        name = entry.get("file")
+        if not (isinstance(name, str) and name.startswith(WHEELS_DIR + "/") and name.endswith(".whl") and name.count("/") == 1):
+            raise BundleError("%s: file must be %s/<name>.whl, got %r" % (where, WHEELS_DIR, name))
+        if not (_is_int(entry.get("size")) and entry["size"] >= 0):
+            raise BundleError("%s (%s): size must be a whole number of bytes, got %r" % (where, name, entry.get("size")))
+        if normalize_sha256(entry.get("sha256")) != entry.get("sha256"):
+            raise BundleError("%s (%s): sha256 must be 64 lowercase hex digits, got %r" % (where, name, entry.get("sha256")))
+        if name in files:
+            raise BundleError("%s: file %s is listed twice (also at wheels[%d])" % (where, name, files[name]))
+        files[name] = index
+        if bundle_dir is not None:
+            resolve_file(bundle_dir, name, owner=name)
 
 
 def parse_manifest(text, source, bundle_dir=None):
@@ -304,6 +333,8 @@ def render_manifest(manifest):
     """Deterministic JSON text for a manifest: the same content always gives the same bytes."""
     document = _ordered(manifest, MANIFEST_KEY_ORDER)
     document["images"] = [_ordered(entry, ENTRY_KEY_ORDER) for entry in manifest["images"]]
+    if "wheels" in manifest:
+        document["wheels"] = [_ordered(entry, WHEEL_KEY_ORDER) for entry in manifest["wheels"]]
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -322,14 +353,18 @@ def parse_sums(text):
 
 
 def sums_text(manifest, kept_lines=()):
-    """SHA256SUMS content: `kept_lines` (other files' lines, kept as they are) then one line per image."""
+    """SHA256SUMS content: `kept_lines` (other files' lines, kept as they are) then one line per image and per wheel."""
     lines = list(kept_lines)
-    lines += ["%s  %s" % (entry["sha256"], entry["file"]) for entry in sorted(manifest["images"], key=lambda entry: entry["file"])]
+    listed = list(manifest["images"]) + list(manifest.get("wheels") or [])
+    lines += ["%s  %s" % (entry["sha256"], entry["file"]) for entry in sorted(listed, key=lambda entry: entry["file"])]
     return "".join(line + "\n" for line in lines)
 
 
 def foreign_sums_lines(bundle_dir):
-    """Lines of the current SHA256SUMS for files outside images/ (wheels, say): they are kept on rewrite."""
+    """Lines of the current SHA256SUMS for files outside images/ and wheels/: they are kept on rewrite.
+
+    Lines for images/ and wheels/ are made from the manifest (a wheel has a line only when bundle.json lists it).
+    """
     try:
         with open(os.path.join(bundle_dir, SUMS_NAME), "r", encoding="utf-8", errors="replace") as handle:
             text = handle.read()
@@ -338,7 +373,7 @@ def foreign_sums_lines(bundle_dir):
     kept = []
     for line in text.splitlines():
         match = re.match(r"^[0-9a-fA-F]{64} [ *](.+)$", line)
-        if match and not match.group(1).startswith(IMAGES_DIR + "/"):
+        if match and not match.group(1).startswith((IMAGES_DIR + "/", WHEELS_DIR + "/")):
             kept.append(line)
     return kept
 
@@ -353,7 +388,7 @@ def read_sums(bundle_dir):
 
 
 def check_sums_agree(bundle_dir, entry):
-    """Raise BundleError when SHA256SUMS lists the entry's file with another checksum than bundle.json."""
+    """Raise BundleError when SHA256SUMS lists the entry's file (a tarball or a wheel) with another checksum than bundle.json."""
     try:
         with open(os.path.join(bundle_dir, SUMS_NAME), "r", encoding="utf-8", errors="replace") as handle:
             listed = parse_sums(handle.read()).get(entry["file"])

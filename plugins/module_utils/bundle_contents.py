@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file
 
-WHEELS_DIR = "wheels"
+WHEELS_DIR = bundle.WHEELS_DIR
 
 
 def human_size(size):
@@ -50,15 +51,58 @@ def check_file(bundle_dir, entry, verify):
     return []
 
 
-def read_wheels(bundle_dir):
+def wheel_files(bundle_dir):
+    """The bundle-relative names of the regular .whl files in wheels/ (symbolic links are not wheels of the bundle)."""
     directory = os.path.join(bundle_dir, WHEELS_DIR)
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or os.path.islink(directory):
         return []
     return [
-        {"file": name, "size": os.path.getsize(os.path.join(directory, name))}
-        for name in sorted(os.listdir(directory))
-        if name.endswith(".whl") and os.path.isfile(os.path.join(directory, name))
+        "%s/%s" % (WHEELS_DIR, name) for name in sorted(os.listdir(directory))
+        if name.endswith(".whl") and os.path.isfile(os.path.join(directory, name)) and not os.path.islink(os.path.join(directory, name))
     ]
+
+
+def check_wheel(bundle_dir, entry, verify):
+    """Problems with one listed wheel (missing, wrong size, wrong sha256), each naming it; [] when fine."""
+    path = bundle.resolve_file(bundle_dir, entry["file"], owner=entry["file"])
+    try:
+        bundle.check_sums_agree(bundle_dir, entry)
+    except bundle.BundleError as exc:
+        return [str(exc)]
+    if not os.path.isfile(path):
+        return ["%s is missing (bundle.json lists it: %d bytes, sha256 %s)" % (path, entry["size"], entry["sha256"])]
+    size = os.path.getsize(path)
+    if size != entry["size"]:
+        return ["wheel %s has %d bytes, bundle.json records %d (truncated or replaced?)" % (path, size, entry["size"])]
+    if verify:
+        actual = bundle.sha256_file(path)
+        if actual != entry["sha256"]:
+            return ["wheel %s has sha256 %s, bundle.json and SHA256SUMS expect %s" % (path, actual, entry["sha256"])]
+    return []
+
+
+def read_wheels(bundle_dir, manifest, verify):
+    """(wheels as bundle.json lists them, problems, wheel files present but not listed)."""
+    listed = manifest.get("wheels") or []
+    problems = []
+    wheels = []
+    for entry in listed:
+        problems += check_wheel(bundle_dir, entry, verify)
+        wheels.append(dict(entry, name=os.path.basename(entry["file"]), verified=bool(verify)))
+    unlisted = [name for name in wheel_files(bundle_dir) if name not in {entry["file"] for entry in listed}]
+    return wheels, problems, unlisted
+
+
+def record_wheels(bundle_dir):
+    """List every wheel in wheels/ in bundle.json (file, size, sha256) and SHA256SUMS. Returns (changed, wheels)."""
+    with bundle.bundle_lock(bundle_dir):
+        manifest = bundle.load_manifest(bundle_dir)
+        wheels = []
+        for name in wheel_files(bundle_dir):
+            sha256, size = hash_file(bundle.resolve_file(bundle_dir, name))
+            wheels.append({"file": name, "size": size, "sha256": sha256})
+        manifest["wheels"] = wheels
+        return bundle.write_manifest(bundle_dir, manifest), wheels
 
 
 def read_sums(bundle_dir):
@@ -82,9 +126,10 @@ def read_bundle(bundle_dir, references, verify):
         image["verified"] = bool(verify)
         image["summary"] = "%s: %s, %s, %s" % (", ".join(entry["references"]), entry["file"], human_size(entry["size"]), entry["compression"])
         images.append(image)
+    wheels, wheel_problems, unlisted = read_wheels(bundle_dir, manifest, verify)
+    problems += wheel_problems
     if problems:
         raise bundle.BundleError("bundle %s failed its check: %s" % (bundle_dir, "; ".join(problems)))
-    wheels = read_wheels(bundle_dir)
     images_size = sum(entry["size"] for entry in selected)
     return dict(
         path=bundle_dir,
@@ -93,8 +138,10 @@ def read_bundle(bundle_dir, references, verify):
         references=all_references(manifest),
         files=[entry["file"] for entry in selected],
         wheels=wheels,
+        wheels_listed="wheels" in manifest,
+        unlisted_wheels=unlisted,
         images_size=images_size,
         total_size=images_size + sum(wheel["size"] for wheel in wheels),
         sha256sums=read_sums(bundle_dir),
-        verified=[entry["file"] for entry in selected] if verify else [],
+        verified=[entry["file"] for entry in selected + wheels] if verify else [],
     )

@@ -34,8 +34,8 @@ options:
     default: []
   verify:
     description:
-      - Compute the sha256 of each selected tarball and compare it with the manifest.
-      - Reads every selected tarball once; without it only presence and size are checked.
+      - Compute the sha256 of each selected tarball and of each listed wheel and compare it with the manifest.
+      - Reads every selected tarball and wheel once; without it only presence and size are checked.
     type: bool
     default: false
 attributes:
@@ -143,17 +143,40 @@ files:
   type: list
   elements: str
 wheels:
-  description: The Python wheels in C(wheels/), for hosts that lack the Docker SDK.
+  description:
+    - The Python wheels C(bundle.json) lists (C(playbooks/bundle.yml) records them), for hosts that lack the Docker SDK.
+    - Each is checked like a tarball (present, size, and with O(verify=true) its sha256).
   returned: success
   type: list
   elements: dict
   contains:
     file:
-      description: File name.
+      description: The wheel, relative to the bundle directory.
+      type: str
+      sample: wheels/docker-7.2.0-py3-none-any.whl
+    name:
+      description: The wheel's file name.
       type: str
     size:
       description: Size in bytes.
       type: int
+    sha256:
+      description: The wheel's sha256, as recorded.
+      type: str
+    verified:
+      description: Whether this run computed the sha256 and found it as recorded.
+      type: bool
+wheels_listed:
+  description:
+    - Whether C(bundle.json) has a C(wheels) list. A bundle made before fleet.images listed its wheels has none; its
+      wheels cannot be verified and the offline_images role refuses to install them.
+  returned: success
+  type: bool
+unlisted_wheels:
+  description: C(.whl) files in C(wheels/) that C(bundle.json) does not list (never installed).
+  returned: success
+  type: list
+  elements: str
 images_size:
   description: Bytes of the selected tarballs.
   returned: success
@@ -167,7 +190,7 @@ sha256sums:
   returned: success
   type: str
 verified:
-  description: The files whose sha256 this run checked.
+  description: The files (tarballs and wheels) whose sha256 this run checked.
   returned: success
   type: list
   elements: str

@@ -72,4 +72,4 @@ def test_a_docker_hub_name_is_pulled_through_the_site_mirror(host):
 
 
 def test_the_copies_were_removed(host):
-    assert not host.file("/var/tmp/fleet-images/images").exists or host.file("/var/tmp/fleet-images/images").listdir() == []
+    assert not host.file("/var/lib/fleet-images/staging/images").exists or host.file("/var/lib/fleet-images/staging/images").listdir() == []

@@ -15,13 +15,13 @@ BUNDLE = os.path.join(EPHEMERAL, "bundle")
 DOCKER_HOSTS = ["airgap-node1", "airgap-node2", "airgap-node3"]
 
 
-def playbook(path, env):
-    """Run a playbook against the scenario's inventory, as Molecule runs converge."""
+def playbook(path, env, args=()):
+    """Run a playbook against the scenario's inventory, as Molecule runs converge (`args`: more ansible-playbook arguments)."""
     run_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
                    ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".build", "collections"),
                    ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", AIRGAP_BUNDLE=BUNDLE)
     run_env.update(env)
-    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path],
+    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path, *args],
                           capture_output=True, text=True, env=run_env, check=False, timeout=900)
 
 

@@ -287,20 +287,41 @@ def test_select_entries_by_any_recorded_or_normalized_name(written):
 
 # --- SHA256SUMS -----------------------------------------------------------------------------
 
-def test_foreign_sums_lines_are_kept_and_image_lines_replaced(written):
+def test_foreign_sums_lines_are_kept_and_image_and_wheel_lines_replaced(written):
     directory, manifest = written
     wheel = os.path.join(directory, "wheels", "docker-7.1.0-py3-none-any.whl")
     os.makedirs(os.path.dirname(wheel))
     with open(wheel, "wb") as handle:
         handle.write(b"PK wheel")
-    wheel_line = "%s  wheels/docker-7.1.0-py3-none-any.whl" % hashlib.sha256(b"PK wheel").hexdigest()
+    other_line = "%s  README.txt" % hashlib.sha256(b"read me").hexdigest()
     with open(os.path.join(directory, "SHA256SUMS"), "a") as handle:
-        handle.write(wheel_line + "\n" + "0" * 64 + "  images/stale.tar\n")
+        # a wheel line bundle.json does not list is not kept: SHA256SUMS lists only what bundle.json lists
+        handle.write(other_line + "\n" + "1" * 64 + "  wheels/unlisted.whl\n" + "0" * 64 + "  images/stale.tar\n")
     manifest["images"].pop(0)
+    manifest["wheels"] = [{"file": "wheels/docker-7.1.0-py3-none-any.whl", "size": 8, "sha256": hashlib.sha256(b"PK wheel").hexdigest()}]
     bundle.write_manifest(directory, manifest)
     with open(os.path.join(directory, "SHA256SUMS")) as handle:
         lines = handle.read().splitlines()
-    assert lines == [wheel_line, "%s  %s" % (manifest["images"][0]["sha256"], manifest["images"][0]["file"])]
+    assert lines == [other_line, "%s  %s" % (manifest["images"][0]["sha256"], manifest["images"][0]["file"]),
+                     "%s  wheels/docker-7.1.0-py3-none-any.whl" % hashlib.sha256(b"PK wheel").hexdigest()]
+    assert bundle.load_manifest(directory)["wheels"] == manifest["wheels"]
+
+
+@pytest.mark.parametrize("wheels, message", [
+    ("x", "wheels must be a list"),
+    (["x"], "wheels\\[0\\]: expected an object"),
+    ([{"file": "../x.whl", "size": 1, "sha256": "0" * 64}], "file must be wheels/<name>.whl"),
+    ([{"file": "wheels/a/b.whl", "size": 1, "sha256": "0" * 64}], "file must be wheels/<name>.whl"),
+    ([{"file": "wheels/x.tar", "size": 1, "sha256": "0" * 64}], "file must be wheels/<name>.whl"),
+    ([{"file": "wheels/x.whl", "size": True, "sha256": "0" * 64}], "size must be a whole number"),
+    ([{"file": "wheels/x.whl", "size": 1, "sha256": "A" * 64}], "sha256 must be 64 lowercase hex"),
+    ([{"file": "wheels/x.whl", "size": 1, "sha256": "0" * 64}] * 2, "listed twice"),
+])
+def test_bad_wheel_lists_are_named(written, wheels, message):
+    directory, manifest = written
+    manifest["wheels"] = wheels
+    with pytest.raises(BundleError, match=message):
+        bundle.validate_manifest(manifest, "bundle.json", directory)
 
 
 def test_parse_sums_reads_text_and_binary_mode_lines():

@@ -35,6 +35,8 @@ def make_bundle(directory, images, wheels=()):
         for wheel in wheels:
             with open(os.path.join(directory, "wheels", wheel), "wb") as handle:
                 handle.write(b"PK" + wheel.encode())
+        bundle_contents.record_wheels(directory)
+        manifest = bundle.load_manifest(directory)
     return manifest
 
 
@@ -51,10 +53,12 @@ def test_reads_every_image_with_sizes_wheels_and_references(two_images):
     assert [image["file"] for image in result["images"]] == [entry["file"] for entry in manifest["images"]]
     assert result["images_size"] == 4000
     assert result["total_size"] == 4000 + sum(len(b"PK" + name.encode()) for name in ("docker-7.1.0-py3-none-any.whl", "pip-24.0-py3-none-any.whl"))
-    assert [wheel["file"] for wheel in result["wheels"]] == ["docker-7.1.0-py3-none-any.whl", "pip-24.0-py3-none-any.whl"]
+    assert [wheel["name"] for wheel in result["wheels"]] == ["docker-7.1.0-py3-none-any.whl", "pip-24.0-py3-none-any.whl"]
+    assert [wheel["file"] for wheel in result["wheels"]] == ["wheels/docker-7.1.0-py3-none-any.whl", "wheels/pip-24.0-py3-none-any.whl"]
+    assert result["wheels_listed"] is True and result["unlisted_wheels"] == []
     # both the recorded and the engine's form of a reference lead to the tarball
     assert result["references"]["nginx"] == result["references"]["nginx:latest"] == manifest["images"][0]["file"]
-    assert result["verified"] == result["files"]
+    assert result["verified"] == result["files"] + [wheel["file"] for wheel in result["wheels"]]
     assert result["sha256sums"] == bundle.sums_text(manifest)
     assert result["images"][1]["file_path"] == os.path.join(directory, manifest["images"][1]["file"])
 
@@ -146,3 +150,54 @@ def test_sha256sums_disagreeing_with_the_manifest_is_reported(two_images):
         handle.write("%s  %s\n" % ("0" * 64, entry["file"]))
     with pytest.raises(bundle.BundleError, match="disagrees with itself about %s" % entry["file"]):
         bundle_contents.read_bundle(directory, [], verify=False)
+
+
+# --- wheels -------------------------------------------------------------------------------------
+
+def test_wheels_are_listed_in_the_manifest_and_checked_by_sha256sum(two_images):
+    directory, manifest = two_images
+    assert [wheel["file"] for wheel in manifest["wheels"]] == ["wheels/docker-7.1.0-py3-none-any.whl", "wheels/pip-24.0-py3-none-any.whl"]
+    for wheel in manifest["wheels"]:
+        with open(os.path.join(directory, wheel["file"]), "rb") as handle:
+            data = handle.read()
+        assert wheel["sha256"] == hashlib.sha256(data).hexdigest() and wheel["size"] == len(data)
+    proc = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=directory, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "wheels/pip-24.0-py3-none-any.whl: OK" in proc.stdout, proc.stdout + proc.stderr
+    # recording again changes nothing
+    assert bundle_contents.record_wheels(directory)[0] is False
+
+
+def test_a_tampered_wheel_is_named_with_both_checksums(two_images):
+    directory, manifest = two_images
+    wheel = manifest["wheels"][0]
+    path = os.path.join(directory, wheel["file"])
+    with open(path, "r+b") as handle:
+        handle.write(b"XX")
+    actual = bundle.sha256_file(path)
+    with pytest.raises(bundle.BundleError) as caught:
+        bundle_contents.read_bundle(directory, [], verify=True)
+    assert "wheel %s has sha256 %s, bundle.json and SHA256SUMS expect %s" % (path, actual, wheel["sha256"]) in str(caught.value)
+    proc = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=directory, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "%s: FAILED" % wheel["file"] in proc.stdout
+
+
+def test_a_missing_or_resized_wheel_fails_even_without_verify(two_images):
+    directory, manifest = two_images
+    os.unlink(os.path.join(directory, manifest["wheels"][1]["file"]))
+    with open(os.path.join(directory, manifest["wheels"][0]["file"]), "ab") as handle:
+        handle.write(b"more")
+    with pytest.raises(bundle.BundleError) as caught:
+        bundle_contents.read_bundle(directory, [], verify=False)
+    assert "pip-24.0-py3-none-any.whl is missing" in str(caught.value)
+    assert "docker-7.1.0-py3-none-any.whl has" in str(caught.value)
+
+
+def test_an_old_bundle_has_its_wheels_unlisted(tmp_path):
+    directory = str(tmp_path)
+    make_bundle(directory, {"nginx": b"a" * 10})
+    os.makedirs(os.path.join(directory, "wheels"))
+    with open(os.path.join(directory, "wheels", "pip-24.0-py3-none-any.whl"), "wb") as handle:
+        handle.write(b"PK")
+    result = bundle_contents.read_bundle(directory, [], verify=True)
+    assert result["wheels_listed"] is False and result["wheels"] == []
+    assert result["unlisted_wheels"] == ["wheels/pip-24.0-py3-none-any.whl"]

@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A host's staging directory, root's alone: checked (never repaired) before every use.
+
+Local users of a host are hostile: a directory they made, or could rename or replace (a parent
+they can write to, a symbolic link on the way), would let them swap what root later reads, loads
+or installs. So every component of the path is looked at with lstat (no link followed), the
+missing ones are made with mode 0700, and anything else is refused with what to do. Nothing found
+there is ever chmodded, chowned or followed. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+
+
+class StagingError(Exception):
+    """The staging directory cannot be trusted or made; the message says which path and what to do."""
+
+
+ADVICE = (
+    "fleet.images never changes the owner or mode of a directory it did not make: check what it holds, remove it "
+    "(or fix it by hand), or set offline_images_remote_dir to a path under a directory only root can write to"
+)
+
+
+def _refuse(path, staging, problem):
+    return StagingError("staging directory %s: %s %s; refusing to use it. %s" % (staging, path, problem, ADVICE))
+
+
+def _check_component(path, staging, final, owner):
+    """lstat one existing component; raise StagingError unless it is a safe directory."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse(path, staging, "is a symbolic link (to %s)" % os.readlink(path))
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(path, staging, "is not a directory")
+    owners = (owner,) if final else (0, owner)
+    if info.st_uid not in owners:
+        raise _refuse(path, staging, "is owned by uid %d, not by %s" % (info.st_uid, "uid %d" % owner if final else "root"))
+    mode = stat.S_IMODE(info.st_mode)
+    if final and mode & 0o077:
+        raise _refuse(path, staging, "has mode %04o: other users may read or write it (expected 0700)" % mode)
+    if mode & 0o022:
+        raise _refuse(path, staging, "has mode %04o: users other than root may write to it" % mode)
+
+
+def private_dir(path, create=True):
+    """Make sure `path` is a directory only this user (root) can use. Returns True when it was made now.
+
+    Every parent must be a real directory (no symbolic link) owned by root (or this user) that no
+    one else can write to; `path` itself must be owned by this user with no permission for group or
+    others. Missing components are made (mode 0700) when `create`; nothing existing is changed.
+    """
+    if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or path == "/":
+        raise StagingError("staging directory %r must be an absolute, normalized path below / (no '..', no '//')" % (path,))
+    owner = os.geteuid()
+    parts = path.strip("/").split("/")
+    created = False
+    current = ""
+    for index, part in enumerate(parts):
+        current += "/" + part
+        final = index == len(parts) - 1
+        try:
+            _check_component(current, path, final, owner)
+            continue
+        except FileNotFoundError:
+            if not create:
+                raise StagingError("staging directory %s does not exist (%s is missing)" % (path, current)) from None
+        try:
+            os.mkdir(current, 0o700)
+            created = True
+        except FileExistsError:
+            pass  # someone made it in between: judged just below, like any existing directory
+        except OSError as exc:
+            raise StagingError("cannot make the staging directory %s (%s: %s): free space or fix the path, or set "
+                               "offline_images_remote_dir" % (path, current, exc.strerror or exc)) from exc
+        _check_component(current, path, final, owner)
+    return created
+
+
+def newest_mtime(path):
+    """The newest modification time in the tree at `path` (links not followed); a writer keeps it fresh."""
+    newest = os.lstat(path).st_mtime
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+                except FileNotFoundError:
+                    pass
+    return newest
+
+
+def remove_stale(directory, older_than, now=None, dry_run=False):
+    """Remove the entries of `directory` in which nothing was written for `older_than` seconds.
+
+    A transfer that is still running keeps writing, so its entry stays; what a killed run left
+    behind goes. Returns the removed paths. A missing directory has nothing to remove.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if now - newest_mtime(path) < older_than:
+                continue
+            if dry_run:
+                removed.append(path)
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed

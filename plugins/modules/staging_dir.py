@@ -1,0 +1,131 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleet.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: staging_dir
+short_description: Make or check a host's root-only staging directory, and remove what killed runs left there
+version_added: 0.2.0
+description:
+  - Makes sure O(path) is a directory only the user the module runs as (root) can use, before anything is
+    copied into it, read from it, loaded or installed. Every parent must be a real directory (no symbolic link)
+    owned by root that no other user can write to, and O(path) and each of O(directories) must be owned by
+    that user with no permission for group or others (0700).
+  - Missing directories are made with mode 0700. An existing one that fails a check is refused with a message
+    naming the host's path and what to do; the module never changes the owner or mode of anything it finds,
+    and never follows a symbolic link.
+  - Removes, in each of O(clean), the entries in which nothing was written for O(remove_stale_after) minutes,
+    what a killed or failed copy left behind (Ansible's remote temporary directories, partial files). An entry
+    a concurrent run is still writing stays.
+extends_documentation_fragment:
+  - fleet.images.docker.attributes
+options:
+  path:
+    description:
+      - The staging directory, an absolute path.
+    type: path
+    required: true
+  directories:
+    description:
+      - Subdirectories of O(path) to make or check the same way.
+    type: list
+    elements: str
+    default: []
+  clean:
+    description:
+      - Subdirectories of O(path) (among O(directories)) whose stale entries are removed.
+    type: list
+    elements: str
+    default: []
+  remove_stale_after:
+    description:
+      - Minutes without any write after which an entry of O(clean) is left over from an earlier run.
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    details: Checks what exists; makes and removes nothing, and reports what it would.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+author:
+  - fleet.images contributors (!UNKNOWN)
+seealso:
+  - module: fleet.images.image_load
+"""
+
+EXAMPLES = r"""
+- name: Make or check the staging directory, and remove what a killed copy left in it
+  fleet.images.staging_dir:
+    path: /var/lib/fleet-images/staging
+    directories: [images, tmp]
+    clean: [images, tmp]
+"""
+
+RETURN = r"""
+path:
+  description: The staging directory.
+  returned: always
+  type: str
+  sample: /var/lib/fleet-images/staging
+created:
+  description: The directories made by this run (in check mode, that it would make).
+  returned: success
+  type: list
+  elements: str
+removed:
+  description: The stale entries removed by this run (in check mode, that it would remove).
+  returned: success
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.images.plugins.module_utils.staging import StagingError, private_dir, remove_stale
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            directories=dict(type="list", elements="str", default=[]),
+            clean=dict(type="list", elements="str", default=[]),
+            remove_stale_after=dict(type="int", default=60),
+        ),
+        supports_check_mode=True,
+    )
+    path = module.params["path"]
+    bad = [name for name in module.params["directories"] + module.params["clean"] if "/" in name or name in ("", ".", "..")]
+    unknown = [name for name in module.params["clean"] if name not in module.params["directories"]]
+    if bad or unknown:
+        module.fail_json(msg="staging_dir: directories and clean take plain names of subdirectories (clean among directories); "
+                             "got %s" % ", ".join(repr(name) for name in bad + unknown))
+    created = []
+    removed = []
+    try:
+        for directory in [path] + [os.path.join(path, name) for name in module.params["directories"]]:
+            if module.check_mode and not os.path.lexists(directory):
+                created.append(directory)
+                continue
+            if private_dir(directory, create=not module.check_mode):
+                created.append(directory)
+        for name in module.params["clean"]:
+            if module.params["remove_stale_after"] > 0 and os.path.join(path, name) not in created:
+                removed += remove_stale(os.path.join(path, name), module.params["remove_stale_after"] * 60, dry_run=module.check_mode)
+    except StagingError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg="staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc))
+    module.exit_json(changed=bool(created or removed), path=path, created=created, removed=removed)
+
+
+if __name__ == "__main__":
+    main()
