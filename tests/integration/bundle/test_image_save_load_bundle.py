@@ -114,10 +114,11 @@ def test_a_truncated_or_missing_tarball_is_written_again(test_images, run, tmp_p
 def test_other_files_in_sha256sums_are_kept(test_images, run, tmp_path):
     dest = str(tmp_path / "bundle")
     run("image_save", {"images": [test_images.refs["multi"]], "dest": dest, "pull": "never"})
-    os.makedirs(os.path.join(dest, "wheels"))
-    with open(os.path.join(dest, "wheels", "docker-7.1.0-py3-none-any.whl"), "wb") as handle:
-        handle.write(b"PK not really a wheel")
-    line = subprocess.run(["sha256sum", "wheels/docker-7.1.0-py3-none-any.whl"], cwd=dest, capture_output=True, text=True,
+    # Lines under images/ and wheels/ come from bundle.json; lines for any other file are the user's.
+    os.makedirs(os.path.join(dest, "extra"))
+    with open(os.path.join(dest, "extra", "site-notes.txt"), "wb") as handle:
+        handle.write(b"carried in with the bundle")
+    line = subprocess.run(["sha256sum", "extra/site-notes.txt"], cwd=dest, capture_output=True, text=True,
                           check=True).stdout.strip()
     with open(os.path.join(dest, "SHA256SUMS"), "a") as handle:
         handle.write(line + "\n")
