@@ -105,7 +105,8 @@ def record_wheels(bundle_dir):
         return bundle.write_manifest(bundle_dir, manifest), wheels
 
 
-def read_sums(bundle_dir):
+def sums_text_of(bundle_dir):
+    """The text of the bundle's SHA256SUMS as it is (empty when it has none), for the result."""
     path = os.path.join(bundle_dir, bundle.SUMS_NAME)
     if not os.path.isfile(path):
         return ""
@@ -142,6 +143,6 @@ def read_bundle(bundle_dir, references, verify):
         unlisted_wheels=unlisted,
         images_size=images_size,
         total_size=images_size + sum(wheel["size"] for wheel in wheels),
-        sha256sums=read_sums(bundle_dir),
+        sha256sums=sums_text_of(bundle_dir),
         verified=[entry["file"] for entry in selected + wheels] if verify else [],
     )
