@@ -32,22 +32,25 @@ def all_references(manifest):
     return mapping
 
 
-def check_file(bundle_dir, entry, verify):
-    """Problems with one tarball (missing, wrong size, wrong sha256), each naming the file; [] when fine."""
-    path = bundle.resolve_file(bundle_dir, entry["file"], owner=", ".join(entry["references"]))
+def check_file(bundle_dir, entry, verify, wheel=False):
+    """Problems with one listed file, a tarball or a wheel (missing, wrong size, wrong sha256), each naming it; [] when fine."""
+    owner = entry["file"] if wheel else ", ".join(entry["references"])
+    name = "wheel %s" if wheel else "%s"
+    path = bundle.resolve_file(bundle_dir, entry["file"], owner=owner)
     try:
         bundle.check_sums_agree(bundle_dir, entry)
     except bundle.BundleError as exc:
         return [str(exc)]
     if not os.path.isfile(path):
-        return ["%s is missing (bundle.json lists it for %s)" % (path, ", ".join(entry["references"]))]
+        listed = ": %d bytes, sha256 %s" % (entry["size"], entry["sha256"]) if wheel else " for %s" % owner
+        return ["%s is missing (bundle.json lists it%s)" % (path, listed)]
     size = os.path.getsize(path)
     if size != entry["size"]:
-        return ["%s has %d bytes, bundle.json records %d (truncated or replaced?)" % (path, size, entry["size"])]
+        return [(name + " has %d bytes, bundle.json records %d (truncated or replaced?)") % (path, size, entry["size"])]
     if verify:
         actual = bundle.sha256_file(path)
         if actual != entry["sha256"]:
-            return ["%s has sha256 %s, bundle.json and SHA256SUMS expect %s" % (path, actual, entry["sha256"])]
+            return [(name + " has sha256 %s, bundle.json and SHA256SUMS expect %s") % (path, actual, entry["sha256"])]
     return []
 
 
@@ -62,35 +65,16 @@ def wheel_files(bundle_dir):
     ]
 
 
-def check_wheel(bundle_dir, entry, verify):
-    """Problems with one listed wheel (missing, wrong size, wrong sha256), each naming it; [] when fine."""
-    path = bundle.resolve_file(bundle_dir, entry["file"], owner=entry["file"])
-    try:
-        bundle.check_sums_agree(bundle_dir, entry)
-    except bundle.BundleError as exc:
-        return [str(exc)]
-    if not os.path.isfile(path):
-        return ["%s is missing (bundle.json lists it: %d bytes, sha256 %s)" % (path, entry["size"], entry["sha256"])]
-    size = os.path.getsize(path)
-    if size != entry["size"]:
-        return ["wheel %s has %d bytes, bundle.json records %d (truncated or replaced?)" % (path, size, entry["size"])]
-    if verify:
-        actual = bundle.sha256_file(path)
-        if actual != entry["sha256"]:
-            return ["wheel %s has sha256 %s, bundle.json and SHA256SUMS expect %s" % (path, actual, entry["sha256"])]
-    return []
-
-
 def read_wheels(bundle_dir, manifest, verify):
     """(wheels as bundle.json lists them, problems, wheel files present but not listed)."""
     listed = manifest.get("wheels") or []
     problems = []
     wheels = []
     for entry in listed:
-        problems += check_wheel(bundle_dir, entry, verify)
+        problems += check_file(bundle_dir, entry, verify, wheel=True)
         wheels.append(dict(entry, name=os.path.basename(entry["file"]), verified=bool(verify)))
-    unlisted = [name for name in wheel_files(bundle_dir) if name not in {entry["file"] for entry in listed}]
-    return wheels, problems, unlisted
+    listed_files = {entry["file"] for entry in listed}
+    return wheels, problems, [name for name in wheel_files(bundle_dir) if name not in listed_files]
 
 
 def record_wheels(bundle_dir):

@@ -26,3 +26,15 @@ def engine():
 
         images.ensure(["registry"])
     return client
+
+
+@pytest.fixture()
+def private_engine():
+    """An engine of the test's own (never the shared one), that the test may kill or fill up."""
+    from private_dockerd import PrivateEngine
+
+    engine = PrivateEngine()
+    try:
+        yield engine
+    finally:
+        engine.stop()

@@ -101,18 +101,6 @@ def test_an_entry_without_an_image_id_is_refused_before_any_pull(site_registry, 
 
 
 @pytest.fixture()
-def private_engine():
-    """An engine of this test's own (never the shared one), that the test kills."""
-    from private_dockerd import PrivateEngine
-
-    engine = PrivateEngine()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-
-
-@pytest.fixture()
 def pushed_big(site_registry, tmp_path):
     """An 8 MiB image in the site registry: pulling it takes long enough to be cut off."""
     client, address = site_registry

@@ -278,17 +278,6 @@ def test_a_full_disk_during_save_keeps_the_old_bundle(local_engine, tmp_path, ru
 
 
 @pytest.fixture()
-def private_engine():
-    from private_dockerd import PrivateEngine
-
-    engine = PrivateEngine()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-
-
-@pytest.fixture()
 def big_bundle(local_engine, tmp_path, run):
     """An uncompressed bundle of a 6 MiB image: a load of it is sent in many pieces."""
     marker = uuid.uuid4().hex[:10]
