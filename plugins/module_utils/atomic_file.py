@@ -57,16 +57,22 @@ def atomic_write(path, data, mode=0o644):
                 return False
     except FileNotFoundError:
         pass
-    directory = os.path.dirname(os.path.abspath(path))
-    temp_path = write_temp(directory, os.path.basename(path), data, mode)
+    fsync_directory(_write_then_rename(path, data, mode, os.path.basename(path)))
+    return True
+
+
+def _write_then_rename(destination, data, mode, temp_name):
+    """write_temp() beside `destination`, then rename it over `destination`; no temporary file survives a
+    failure. Returns the directory."""
+    directory = os.path.dirname(os.path.abspath(destination))
+    temp_path = write_temp(directory, temp_name, data, mode)
     try:
-        os.replace(temp_path, path)
+        os.replace(temp_path, destination)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
-    fsync_directory(directory)
-    return True
+    return directory
 
 
 def _temp_pattern(path):
@@ -89,7 +95,8 @@ def remove_stale_temps(path):
     removed = []
     for candidate in stale_temps(path):
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISREG(os.lstat(candidate).st_mode) or stat.S_ISLNK(os.lstat(candidate).st_mode):
+            kind = os.lstat(candidate).st_mode
+            if stat.S_ISREG(kind) or stat.S_ISLNK(kind):
                 os.unlink(candidate)
                 removed.append(candidate)
     return removed
@@ -103,13 +110,8 @@ def backup_copy(path):
         data = handle.read()
         mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
     destination = "%s.%s.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime()))
-    temp_path = write_temp(os.path.dirname(os.path.abspath(destination)), os.path.basename(path), data, mode)
-    try:
-        os.replace(temp_path, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
+    # the temporary file is named after `path`, so remove_stale_temps(path) also finds an interrupted copy's
+    _write_then_rename(destination, data, mode, os.path.basename(path))
     return destination
 
 
