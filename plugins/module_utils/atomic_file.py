@@ -26,8 +26,9 @@ def fsync_directory(directory):
         os.close(fd)
 
 
-def write_temp(directory, name, data, mode=None):
-    """A new temporary file `.<name>.*.tmp` in `directory` holding `data` (bytes), fsynced.
+def write_temp(directory, name, data, mode=None, owner=None):
+    """A new temporary file `.<name>.*.tmp` in `directory` holding `data` (bytes), fsynced; `owner` is
+    (uid, gid) when given.
 
     On any failure (ENOSPC included) the temporary file is removed before the error propagates.
     """
@@ -37,6 +38,8 @@ def write_temp(directory, name, data, mode=None):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if owner is not None:
+            os.chown(temp_path, *owner)
         if mode is not None:
             os.chmod(temp_path, mode)
     except BaseException:
@@ -46,8 +49,9 @@ def write_temp(directory, name, data, mode=None):
     return temp_path
 
 
-def atomic_write(path, data, mode=0o644):
-    """Write bytes to `path` through a temp file in the same directory, fsync, then rename over it.
+def atomic_write(path, data, mode=0o644, owner=None):
+    """Write bytes to `path` through a temp file in the same directory, fsync, then rename over it
+    (with `mode`, and `owner` (uid, gid) when given).
 
     Returns False, writing nothing, when the file already holds exactly `data`.
     """
@@ -57,15 +61,15 @@ def atomic_write(path, data, mode=0o644):
                 return False
     except FileNotFoundError:
         pass
-    fsync_directory(_write_then_rename(path, data, mode, os.path.basename(path)))
+    fsync_directory(_write_then_rename(path, data, mode, os.path.basename(path), owner))
     return True
 
 
-def _write_then_rename(destination, data, mode, temp_name):
+def _write_then_rename(destination, data, mode, temp_name, owner=None):
     """write_temp() beside `destination`, then rename it over `destination`; no temporary file survives a
     failure. Returns the directory."""
     directory = os.path.dirname(os.path.abspath(destination))
-    temp_path = write_temp(directory, temp_name, data, mode)
+    temp_path = write_temp(directory, temp_name, data, mode, owner)
     try:
         os.replace(temp_path, destination)
     except BaseException:

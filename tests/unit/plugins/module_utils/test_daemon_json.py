@@ -7,6 +7,8 @@ import json
 import pytest
 
 from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
+from ansible_collections.fleet.images.plugins.module_utils import daemon_schema as schema
+from ansible_collections.fleet.images.plugins.module_utils import url_secrets
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ def test_remove_paths(config, paths, expected, removed):
     (42, "must be a JSON string, not a number"),
 ])
 def test_check_mirror(value, problem):
-    result = dj.check_mirror(value)
+    result = schema.check_mirror(value)
     if problem is None:
         assert result is None
     else:
@@ -180,7 +182,7 @@ def test_check_mirror(value, problem):
     ("bad host", "invalid host"),
 ])
 def test_check_insecure_registry(value, problem):
-    result = dj.check_insecure_registry(value)
+    result = schema.check_insecure_registry(value)
     assert result is None if problem is None else problem in result
 
 
@@ -208,7 +210,7 @@ def test_check_insecure_registry(value, problem):
     ("insecure-registries", ["https://r.example"], "has a scheme"),
 ])
 def test_validate_config_rejects_wrong_values_of_changed_keys(key, value, fragment):
-    report = dj.validate_config({key: value}, [key], engine_version=(26, 1, 5))
+    report = schema.validate_config({key: value}, [key], engine_version=(26, 1, 5))
     assert report.warnings == []
     assert len(report.errors) == 1
     assert report.errors[0].startswith("'%s' " % key)
@@ -226,12 +228,12 @@ def test_validate_config_rejects_wrong_values_of_changed_keys(key, value, fragme
     ("default-network-opts", {"bridge": {"com.docker.network.driver.mtu": "1400"}}),
 ])
 def test_validate_config_accepts_good_values(key, value):
-    assert dj.validate_config({key: value}, [key], engine_version=(26, 1, 5)) == dj.ValidationReport([], [])
+    assert schema.validate_config({key: value}, [key], engine_version=(26, 1, 5)) == schema.ValidationReport([], [])
 
 
 def test_problems_in_untouched_keys_are_errors_that_say_so():
     # dockerd reads the whole file at its next start, whatever restarts it
-    report = dj.validate_config({"debug": "true", "registry-mirrors": ["https://m.example"]}, ["registry-mirrors"], (26, 1, 5))
+    report = schema.validate_config({"debug": "true", "registry-mirrors": ["https://m.example"]}, ["registry-mirrors"], (26, 1, 5))
     assert report.warnings == []
     assert len(report.errors) == 1 and report.errors[0].startswith("'debug' must be a JSON boolean")
     assert "already in the file before this change" in report.errors[0]
@@ -240,14 +242,14 @@ def test_problems_in_untouched_keys_are_errors_that_say_so():
 @pytest.mark.parametrize("key, suggestion", [("registry-mirrorz", "registry-mirrors"), ("insecure-registrys", "insecure-registries"),
                                              ("liverestore", "live-restore"), ("completely-unknown", None)])
 def test_unknown_keys_are_refused_with_a_suggestion(key, suggestion):
-    report = dj.validate_config({key: ["x"]}, [key])
+    report = schema.validate_config({key: ["x"]}, [key])
     assert len(report.errors) == 1
     assert "'%s' is not a daemon.json key dockerd knows" % key in report.errors[0]
     assert ("did you mean '%s'" % suggestion in report.errors[0]) == bool(suggestion)
 
 
 def test_unknown_keys_are_left_to_dockerd_validate_when_it_runs_with_a_warning():
-    report = dj.validate_config({"live-restor": True}, ["live-restor"], (27, 0, 0), unknown_keys_checked_elsewhere=True)
+    report = schema.validate_config({"live-restor": True}, ["live-restor"], (27, 0, 0), unknown_keys_checked_elsewhere=True)
     assert report.errors == []
     assert report.warnings == ["'live-restor' is not a daemon.json key this module knows (did you mean 'live-restore'?); dockerd --validate decides"]
 
@@ -257,7 +259,7 @@ def test_unknown_keys_are_left_to_dockerd_validate_when_it_runs_with_a_warning()
 @pytest.mark.parametrize("validate_runs", [False, True])
 def test_a_flag_name_used_as_key_is_always_refused(key, right, validate_runs):
     # dockerd accepts these keys (a flag has that name) and then ignores them: --validate says "configuration OK"
-    report = dj.validate_config({key: ["x"]}, [key], (26, 1, 5), unknown_keys_checked_elsewhere=validate_runs)
+    report = schema.validate_config({key: ["x"]}, [key], (26, 1, 5), unknown_keys_checked_elsewhere=validate_runs)
     assert report.errors == ["'%s' is the name of dockerd's command-line flag; in daemon.json it is '%s' (dockerd silently ignores '%s')" % (key, right, key)]
 
 
@@ -267,16 +269,16 @@ def test_a_flag_name_used_as_key_is_always_refused(key, right, validate_runs):
 ])
 def test_keys_the_engine_version_does_not_have(key, version, fragment):
     value = {"http-proxy": "http://p.example:3128"} if key == "proxies" else "consul://c.example:8500"
-    report = dj.validate_config({key: value}, [key], version)
+    report = schema.validate_config({key: value}, [key], version)
     assert [fragment in error for error in report.errors] == [True]
 
 
 def test_unknown_version_does_not_refuse_version_bound_keys():
-    assert dj.validate_config({"proxies": {"http-proxy": "http://p.example:3128"}}, ["proxies"], None).errors == []
+    assert schema.validate_config({"proxies": {"http-proxy": "http://p.example:3128"}}, ["proxies"], None).errors == []
 
 
 def test_graph_and_data_root_together_are_refused():
-    report = dj.validate_config({"graph": "/a", "data-root": "/b"}, ["data-root"], (20, 10, 24))
+    report = schema.validate_config({"graph": "/a", "data-root": "/b"}, ["data-root"], (20, 10, 24))
     assert any("'graph' and 'data-root' are both set" in error for error in report.errors)
 
 
@@ -347,12 +349,12 @@ def test_proxies_from_option(option, expected):
     (12, 12),
 ])
 def test_mask_url(text, masked):
-    assert dj.mask_url(text) == masked
+    assert url_secrets.mask_url(text) == masked
 
 
 def test_mask_credentials_walks_nested_values_without_changing_the_input():
     config = {"proxies": {"http-proxy": "http://u:pw@p.example"}, "hosts": ["unix:///x"], "mtu": 1400}
-    assert dj.mask_credentials(config) == {"proxies": {"http-proxy": "http://u:xxxxx@p.example"}, "hosts": ["unix:///x"], "mtu": 1400}
+    assert url_secrets.mask_credentials(config) == {"proxies": {"http-proxy": "http://u:xxxxx@p.example"}, "hosts": ["unix:///x"], "mtu": 1400}
     assert config["proxies"]["http-proxy"] == "http://u:pw@p.example"
 
 
@@ -367,14 +369,14 @@ def test_mask_credentials_walks_nested_values_without_changing_the_input():
     (None, None),
 ])
 def test_url_password(url, password):
-    assert dj.url_password(url) == password
+    assert url_secrets.url_password(url) == password
 
 
 def test_passwords_in_finds_raw_and_decoded_passwords_anywhere():
-    found = dj.passwords_in({"proxies": {"http-proxy": "http://u:p%40ss@x:1"}, "l": ["https://v:a@b@y"], "n": 3})
+    found = url_secrets.passwords_in({"proxies": {"http-proxy": "http://u:p%40ss@x:1"}, "l": ["https://v:a@b@y"], "n": 3})
     assert found == {"p%40ss", "p@ss", "a@b"}
-    assert dj.passwords_in('Environment="HTTP_PROXY=http://u:s:e@c@p:3128"') == {"s:e@c"}
+    assert url_secrets.passwords_in('Environment="HTTP_PROXY=http://u:s:e@c@p:3128"') == {"s:e@c"}
 
 
 def test_hide_secrets_replaces_known_secrets_even_outside_urls():
-    assert dj.hide_secrets('it holds the string "p@ss" and http://u:p@ss@h', {"p@ss"}) == 'it holds the string "xxxxx" and http://u:xxxxx@h'
+    assert url_secrets.hide_secrets('it holds the string "p@ss" and http://u:p@ss@h', {"p@ss"}) == 'it holds the string "xxxxx" and http://u:xxxxx@h'

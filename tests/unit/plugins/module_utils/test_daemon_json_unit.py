@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
-from ansible_collections.fleet.images.plugins.module_utils import systemd_dropin
+from ansible_collections.fleet.images.plugins.module_utils import daemon_schema as schema
+from ansible_collections.fleet.images.plugins.module_utils import dockerd_flags as flags
+from ansible_collections.fleet.images.plugins.module_utils import systemd_unit
 
 # What `systemctl cat docker` prints on a lab host: Debian's unit, then the lab's drop-in.
 DEBIAN_UNIT = """# /lib/systemd/system/docker.service
@@ -33,10 +34,10 @@ Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1
 
 
 def test_parse_unit_follows_drop_ins_and_continuations():
-    unit = dj.parse_unit(DEBIAN_UNIT + LAB_DROPIN)
+    unit = systemd_unit.parse_unit(DEBIAN_UNIT + LAB_DROPIN)
     assert unit.files == ["/lib/systemd/system/docker.service", "/etc/systemd/system/docker.service.d/10-lab.conf"]
     assert unit.exec_start_file == "/etc/systemd/system/docker.service.d/10-lab.conf"
-    assert dj.expand_exec_start(unit.exec_start, unit.environment) == [
+    assert systemd_unit.expand_exec_start(unit.exec_start, unit.environment) == [
         "/usr/sbin/dockerd", "-H", "fd://", "-H", "unix:///lab/docker.sock", "--containerd=/run/containerd/containerd.sock"]
     assert unit.environment == {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"}
     assert unit.environment_files == [("/etc/default/docker", True)]
@@ -44,13 +45,13 @@ def test_parse_unit_follows_drop_ins_and_continuations():
 
 
 def test_an_empty_exec_start_without_a_new_one_leaves_none():
-    unit = dj.parse_unit(DEBIAN_UNIT + "\n# /etc/systemd/system/docker.service.d/x.conf\n[Service]\nExecStart=\nExecReload=\n")
+    unit = systemd_unit.parse_unit(DEBIAN_UNIT + "\n# /etc/systemd/system/docker.service.d/x.conf\n[Service]\nExecStart=\nExecReload=\n")
     assert unit.exec_start is None
     assert unit.exec_reload is False
 
 
 def test_a_unit_read_without_systemctl_is_named_by_the_caller():
-    unit = dj.parse_unit("[Service]\nExecStart=/usr/bin/dockerd -H fd://\n", default_file="/usr/lib/systemd/system/docker.service")
+    unit = systemd_unit.parse_unit("[Service]\nExecStart=/usr/bin/dockerd -H fd://\n", default_file="/usr/lib/systemd/system/docker.service")
     assert unit.exec_start_file == "/usr/lib/systemd/system/docker.service"
     assert unit.files == ["/usr/lib/systemd/system/docker.service"]
 
@@ -63,12 +64,12 @@ def test_a_unit_read_without_systemctl_is_named_by_the_caller():
     ('@/usr/bin/dockerd dockerd --label "site=a b"', {}, ["/usr/bin/dockerd", "dockerd", "--label", "site=a b"]),
 ])
 def test_expand_exec_start(exec_start, environment, argv):
-    assert dj.expand_exec_start(exec_start, environment) == argv
+    assert systemd_unit.expand_exec_start(exec_start, environment) == argv
 
 
 def test_expand_exec_start_names_a_broken_line():
-    with pytest.raises(dj.DaemonJsonError, match="cannot read ExecStart="):
-        dj.expand_exec_start('/usr/bin/dockerd --label "unclosed', {})
+    with pytest.raises(systemd_unit.UnitError, match="cannot read ExecStart="):
+        systemd_unit.expand_exec_start('/usr/bin/dockerd --label "unclosed', {})
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -84,12 +85,12 @@ def test_expand_exec_start_names_a_broken_line():
     (["dockerd"], []),
 ])
 def test_dockerd_flags(argv, expected):
-    assert [tuple(flag) for flag in dj.dockerd_flags(argv)] == expected
+    assert [tuple(flag) for flag in flags.dockerd_flags(argv)] == expected
 
 
 def test_config_file_flag():
-    assert dj.config_file_flag(dj.dockerd_flags(["dockerd", "--config-file=/srv/d.json"])) == "/srv/d.json"
-    assert dj.config_file_flag(dj.dockerd_flags(["dockerd", "-H", "fd://"])) is None
+    assert flags.config_file_flag(flags.dockerd_flags(["dockerd", "--config-file=/srv/d.json"])) == "/srv/d.json"
+    assert flags.config_file_flag(flags.dockerd_flags(["dockerd", "-H", "fd://"])) is None
 
 
 UNIT_FILE = "/etc/systemd/system/docker.service.d/10-lab.conf"
@@ -111,7 +112,7 @@ UNIT_FILE = "/etc/systemd/system/docker.service.d/10-lab.conf"
     ({"registry-mirrors": ["https://m.example"]}, ["dockerd", "-H", "fd://", "--containerd=/run/c.sock"], []),
 ])
 def test_find_flag_conflicts(config, argv, conflicting_paths):
-    conflicts = dj.find_flag_conflicts(config, dj.dockerd_flags(argv), UNIT_FILE)
+    conflicts = schema.find_flag_conflicts(config, flags.dockerd_flags(argv), UNIT_FILE)
     assert [conflict[0] for conflict in conflicts] == conflicting_paths
     for path, top, message in conflicts:
         assert top == path.split(".")[0]
@@ -120,7 +121,7 @@ def test_find_flag_conflicts(config, argv, conflicting_paths):
 
 
 def test_conflict_message_names_key_flag_and_file():
-    [conflict] = dj.find_flag_conflicts({"hosts": ["unix:///x"]}, dj.dockerd_flags(["dockerd", "-H", "fd://"]), UNIT_FILE)
+    [conflict] = schema.find_flag_conflicts({"hosts": ["unix:///x"]}, flags.dockerd_flags(["dockerd", "-H", "fd://"]), UNIT_FILE)
     message = conflict[2]
     assert message.startswith("daemon.json key 'hosts' conflicts with the flag '-H fd://' that %s passes to dockerd" % UNIT_FILE)
 
@@ -130,7 +131,7 @@ def test_conflict_message_names_key_flag_and_file():
     ("", {}),
 ])
 def test_parse_environment_file(text, env):
-    assert dj.parse_environment_file(text) == env
+    assert systemd_unit.parse_environment_file(text) == env
 
 
 # --- the proxy drop-in ---------------------------------------------------------------------
@@ -141,10 +142,10 @@ def test_parse_environment_file(text, env):
     {"no-proxy": "*.example"},
 ])
 def test_proxy_dropin_round_trips(proxies):
-    text = systemd_dropin.render_proxy_dropin(proxies)
-    assert systemd_dropin.is_managed(text)
+    text = systemd_unit.render_proxy_dropin(proxies)
+    assert systemd_unit.is_managed(text)
     assert text.splitlines()[3] == "[Service]"
-    assert systemd_dropin.parse_proxy_dropin(text) == proxies
+    assert systemd_unit.parse_proxy_dropin(text) == proxies
     # systemd would read %40 as a specifier: it must be doubled
     if "%40" in proxies.get("http-proxy", ""):
         assert "p%%40ss" in text
@@ -152,5 +153,5 @@ def test_proxy_dropin_round_trips(proxies):
 
 def test_parse_proxy_dropin_reads_a_hand_written_file():
     text = '[Service]\nEnvironment="http_proxy=http://a.example:3128" "NO_PROXY=localhost"\nEnvironment=HTTPS_PROXY=http://b.example\n'
-    assert systemd_dropin.parse_proxy_dropin(text) == {"http-proxy": "http://a.example:3128", "no-proxy": "localhost", "https-proxy": "http://b.example"}
-    assert not systemd_dropin.is_managed(text)
+    assert systemd_unit.parse_proxy_dropin(text) == {"http-proxy": "http://a.example:3128", "no-proxy": "localhost", "https-proxy": "http://b.example"}
+    assert not systemd_unit.is_managed(text)

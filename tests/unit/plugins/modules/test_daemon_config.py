@@ -10,6 +10,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.fleet.images.plugins.module_utils import daemon_change, daemon_host, systemd_unit
 from ansible_collections.fleet.images.plugins.modules import daemon_config
 
 NO_ENGINE = "unix:///nonexistent/fleet-images-test.sock"
@@ -32,7 +33,7 @@ def params(**given):
     (params(settings={"debug": None}), None, ["settings.debug is null: to drop a key, list it in remove"]),
 ])
 def test_requested_overlay(given, overlay, problems):
-    result, found = daemon_config.requested_overlay(given)
+    result, found = daemon_change.requested_overlay(given)
     assert found == problems
     if overlay is not None:
         assert result == overlay
@@ -50,7 +51,7 @@ def test_requested_overlay(given, overlay, problems):
 ])
 def test_proxies_option(proxies, wanted, problems):
     found = []
-    assert daemon_config.proxies_option(dict(proxies=proxies), found) == wanted
+    assert daemon_change.proxies_option(dict(proxies=proxies), found) == wanted
     assert found == problems
 
 
@@ -76,7 +77,7 @@ class Recorder:
 def test_pick_proxy_method(requested, engine_version, binary_version, method, warned):
     module = Recorder()
     engine = dict(engine_version=engine_version, error=None if engine_version else "socket missing")
-    assert daemon_config.pick_proxy_method(module, requested, engine, binary_version) == method
+    assert daemon_change.pick_proxy_method(module, requested, engine, binary_version) == method
     if warned:
         assert len(module.warnings) == 1 and warned in module.warnings[0]
     else:
@@ -84,8 +85,8 @@ def test_pick_proxy_method(requested, engine_version, binary_version, method, wa
 
 
 def test_pick_proxy_method_without_any_version_asks_for_a_method():
-    with pytest.raises(daemon_config.Refused, match="Set proxy_method to daemon_json \\(Docker 23\\+\\) or systemd"):
-        daemon_config.pick_proxy_method(Recorder(), "auto", dict(engine_version=None, error="socket missing"), None)
+    with pytest.raises(daemon_host.Refused, match="Set proxy_method to daemon_json \\(Docker 23\\+\\) or systemd"):
+        daemon_change.pick_proxy_method(Recorder(), "auto", dict(engine_version=None, error="socket missing"), None)
 
 
 @pytest.mark.parametrize("engine_version, binary_version, expected", [
@@ -95,7 +96,7 @@ def test_pick_proxy_method_without_any_version_asks_for_a_method():
     (None, None, None),
 ])
 def test_version_for_checks_takes_the_lowest_known(engine_version, binary_version, expected):
-    assert daemon_config.version_for_checks(dict(engine_version=engine_version), binary_version) == expected
+    assert daemon_change.version_for_checks(dict(engine_version=engine_version), binary_version) == expected
 
 
 def test_unit_files_are_read_in_systemd_order(tmp_path, monkeypatch):
@@ -107,17 +108,17 @@ def test_unit_files_are_read_in_systemd_order(tmp_path, monkeypatch):
     (lib / "docker.service.d" / "10-shadowed.conf").write_text("[Service]\nEnvironment=B=lib\n")
     (etc / "docker.service.d" / "10-shadowed.conf").write_text("[Service]\nEnvironment=B=etc\n")
     (etc / "docker.service.d" / "30-local.conf").write_text("[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/c.sock\n")
-    monkeypatch.setattr(daemon_config, "UNIT_DIRECTORIES", (str(etc), str(lib)))
-    text = daemon_config.unit_text_from_files("docker.service")
-    unit = daemon_config.dj.parse_unit(text)
+    monkeypatch.setattr(daemon_host, "UNIT_DIRECTORIES", (str(etc), str(lib)))
+    text = daemon_host.unit_text_from_files("docker.service")
+    unit = systemd_unit.parse_unit(text)
     assert unit.files == [str(lib / "docker.service"), str(etc / "docker.service.d" / "10-shadowed.conf"),
                           str(lib / "docker.service.d" / "20-vendor.conf"), str(etc / "docker.service.d" / "30-local.conf")]
     assert unit.environment == {"A": "lib", "B": "etc"}
     assert unit.exec_start == "/usr/sbin/dockerd --containerd=/c.sock" and unit.exec_start_file.endswith("30-local.conf")
     # a unit file in the higher-priority directory replaces the packaged one
     (etc / "docker.service").write_text("[Service]\nExecStart=/opt/dockerd\n")
-    assert daemon_config.dj.parse_unit(daemon_config.unit_text_from_files("docker.service")).files[0] == str(etc / "docker.service")
-    assert daemon_config.unit_text_from_files("absent.service") == ""
+    assert systemd_unit.parse_unit(daemon_host.unit_text_from_files("docker.service")).files[0] == str(etc / "docker.service")
+    assert daemon_host.unit_text_from_files("absent.service") == ""
 
 
 def run_main(capsys, args, check_mode=False):
@@ -314,7 +315,7 @@ def test_a_conflict_already_in_the_file_is_refused_for_an_unrelated_change(capsy
     units = tmp_path / "units"
     units.mkdir()
     (units / "docker.service").write_text("[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n")
-    monkeypatch.setattr(daemon_config, "UNIT_DIRECTORIES", (str(units),))
+    monkeypatch.setattr(daemon_host, "UNIT_DIRECTORIES", (str(units),))
     os.makedirs(os.path.dirname(isolated["path"]))
     before = '{"hosts": ["unix:///var/run/docker.sock"]}'
     with open(isolated["path"], "w") as handle:
@@ -322,7 +323,7 @@ def test_a_conflict_already_in_the_file_is_refused_for_an_unrelated_change(capsy
     result = run_main(capsys, dict(isolated, unit="docker.service", registry_mirrors=["https://m.example"]))
     assert result["failed"], result
     assert "daemon.json key 'hosts' conflicts with the flag '-H fd://' that %s passes to dockerd" % (units / "docker.service") in result["msg"]
-    assert "on %s, " % daemon_config.HOSTNAME in result["msg"] and "remove: ['hosts']" in result["msg"]
+    assert "on %s, " % daemon_host.HOSTNAME in result["msg"] and "remove: ['hosts']" in result["msg"]
     assert open(isolated["path"]).read() == before and not os.path.exists(isolated["applied_record"])
 
 
