@@ -155,3 +155,13 @@ def test_parse_proxy_dropin_reads_a_hand_written_file():
     text = '[Service]\nEnvironment="http_proxy=http://a.example:3128" "NO_PROXY=localhost"\nEnvironment=HTTPS_PROXY=http://b.example\n'
     assert systemd_unit.parse_proxy_dropin(text) == {"http-proxy": "http://a.example:3128", "no-proxy": "localhost", "https-proxy": "http://b.example"}
     assert not systemd_unit.is_managed(text)
+
+
+def test_one_reader_for_the_unit_and_the_drop_in():
+    # the drop-in is read by parse_unit: the same quoting, %% and reset rules as the unit's Environment=
+    unit = systemd_unit.parse_unit('[Service]\nEnvironment="A=50%%" B=x\nEnvironment=\nEnvironment="HTTP_PROXY=http://u:p%%40s@p.example"\n')
+    assert unit.environment == {"HTTP_PROXY": "http://u:p%40s@p.example"}
+    assert systemd_unit.parse_proxy_dropin('[Service]\nEnvironment="HTTP_PROXY=http://u:p%%40s@p.example"\n') == {
+        "http-proxy": "http://u:p%40s@p.example"}
+    # outside [Service], nothing is read
+    assert systemd_unit.parse_proxy_dropin("[Unit]\nEnvironment=HTTP_PROXY=http://p.example\n") == {}
