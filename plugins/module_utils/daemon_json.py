@@ -239,6 +239,7 @@ def normalize_mirror(value):
     except ValueError:
         return value
 
+
 def format_version(version):
     return ".".join(str(part) for part in version) if version else "unknown"
 
@@ -293,4 +294,3 @@ def proxies_from_option(option):
 
 def proxies_supported(version):
     return version is not None and tuple(version[:2]) >= PROXIES_KEY_MIN_VERSION
-

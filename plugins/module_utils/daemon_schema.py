@@ -426,6 +426,7 @@ def suggest_key(key):
     matches = difflib.get_close_matches(key, list(KNOWN_KEYS), n=1, cutoff=0.75)
     return matches[0] if matches else None
 
+
 def key_version_problem(key, version):
     """Why an engine of `version` refuses `key`, or None (also None when the version is unknown)."""
     if version is None or key not in KEY_VERSIONS:
@@ -489,6 +490,7 @@ def flatten_for_dockerd(config):
             flat[key] = key
     return flat
 
+
 def find_flag_conflicts(config, flags, unit_file, host=None):
     """[(daemon.json path, top-level key, message)] for every setting dockerd also gets as a flag:
     dockerd refuses to start with such a file, so each one is a reason not to write it."""
@@ -504,4 +506,3 @@ def find_flag_conflicts(config, flags, unit_file, host=None):
             "when a setting is given both ways. Leave '%s' out of daemon.json (remove: ['%s']), or remove the flag from ExecStart with a drop-in."
         ) % ("on %s, " % host if host else "", path, mask_url(shown), unit_file or "the docker unit", path, path)))
     return conflicts
-

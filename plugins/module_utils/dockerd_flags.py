@@ -53,6 +53,7 @@ BOOLEAN_FLAGS = frozenset([
 
 UnitFlag = namedtuple("UnitFlag", "flag value key")
 
+
 def dockerd_flags(argv):
     """The flags in a dockerd command line, with the daemon.json key each one sets (or None)."""
     flags = []
@@ -87,4 +88,3 @@ def config_file_flag(flags):
         if flag.flag == "--config-file" and flag.value:
             return flag.value
     return None
-

@@ -14,6 +14,7 @@ import re
 import shlex
 from collections import namedtuple
 
+
 def _unquote_env(value):
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -80,4 +80,3 @@ def mask_credentials(value):
     if isinstance(value, list):
         return [mask_credentials(item) for item in value]
     return mask_url(value)
-

@@ -216,7 +216,7 @@ options:
       - By default the binary the unit's C(ExecStart) runs, else C(dockerd) on the search path.
     type: path
 notes:
-  - Which daemon.json keys exist is decided by C(dockerd --validate) where it runs (Docker Engine 23 and later): a key the
+  - Which daemon.json keys exist is decided by C(dockerd --validate) where it runs (Docker Engine 23 and later); a key the
     module does not know is then only a warning. Docker 20.10 has no C(--validate) and refuses an unknown key, or a value of
     the wrong JSON type, only when it starts, which keeps Docker down until the fleet.images.daemon role rolls back. For it the
     module keeps one table, as data, of the keys dockerd 20.10 to 27 knows on Linux and the kind of value each takes; it refuses
