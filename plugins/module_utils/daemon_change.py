@@ -16,29 +16,10 @@ from ansible_collections.fleet.images.plugins.module_utils import atomic_file
 from ansible_collections.fleet.images.plugins.module_utils import daemon_json as dj
 from ansible_collections.fleet.images.plugins.module_utils import daemon_record as record
 from ansible_collections.fleet.images.plugins.module_utils import systemd_unit
-from ansible_collections.fleet.images.plugins.module_utils.daemon_host import (
-    HOSTNAME,
-    Refused,
-    WriteFailed,
-    ask_engine,
-    daemon_reload,
-    dockerd_validate,
-    find_dockerd,
-    make_backup,
-    probe_dockerd,
-    put_file,
-    read_file,
-    read_unit,
-    remove_file,
-    write_ca,
-)
+from ansible_collections.fleet.images.plugins.module_utils import daemon_host as hostio
 from ansible_collections.fleet.images.plugins.module_utils.daemon_schema import check_proxies, find_flag_conflicts, validate_config
 from ansible_collections.fleet.images.plugins.module_utils.dockerd_flags import config_file_flag, dockerd_flags
-from ansible_collections.fleet.images.plugins.module_utils.registry_host import (
-    docker_ca_path,
-    looks_like_pem_certificate,
-    registry_address_problem,
-)
+from ansible_collections.fleet.images.plugins.module_utils import registry_host
 from ansible_collections.fleet.images.plugins.module_utils.url_secrets import mask_credentials, mask_url
 
 DEDICATED_OPTIONS = (("registry_mirrors", "registry-mirrors"), ("insecure_registries", "insecure-registries"), ("proxies", "proxies"))
@@ -49,20 +30,21 @@ def run_module(module):
     path = module.params["path"]
     try:
         if module.params["backup_keep"] < 1:
-            raise Refused("backup_keep must be 1 or more (the newest backup is what a rollback may need), not %d" % module.params["backup_keep"])
+            raise hostio.Refused("backup_keep must be 1 or more (the newest backup is what a rollback may need), not %d"
+                                 % module.params["backup_keep"])
         if module.params["state"] == "applied":
             result = record.record_applied(module)
         elif module.params["state"] == "rolled_back":
             result = record.roll_back(module)
         else:
             result = run(module)
-    except Refused as exc:
+    except hostio.Refused as exc:
         module.fail_json(msg=record.scrub(module, str(exc)), problems=[record.scrub(module, item) for item in exc.problems], path=path,
                          **exc.details)
-    except WriteFailed as exc:
+    except hostio.WriteFailed as exc:
         module.fail_json(msg=record.scrub(module, str(exc)), path=path)
     except (OSError, dj.DaemonJsonError) as exc:
-        module.fail_json(msg=record.scrub(module, "While changing %s on %s: %s" % (path, HOSTNAME, exc)), path=path)
+        module.fail_json(msg=record.scrub(module, "While changing %s on %s: %s" % (path, hostio.HOSTNAME, exc)), path=path)
     module.exit_json(**result)
 
 
@@ -138,10 +120,10 @@ def proxies_option(params, problems):
 def ca_problems(params):
     problems = []
     for registry, ca_cert in sorted(params["registry_ca_certs"].items()):
-        problem = registry_address_problem(registry, params["certs_d"])
+        problem = registry_host.registry_address_problem(registry, params["certs_d"])
         if problem:
             problems.append("registry_ca_certs: %s" % problem)
-        elif not isinstance(ca_cert, str) or not looks_like_pem_certificate(ca_cert):
+        elif not isinstance(ca_cert, str) or not registry_host.looks_like_pem_certificate(ca_cert):
             problems.append("registry_ca_certs: the CA for %s is not PEM certificate text (-----BEGIN CERTIFICATE----- ...)" % registry)
     return problems
 
@@ -156,7 +138,7 @@ def read_request(params):
             problems.append("'%s' is both set and removed: give it in one place only" % item)
     problems += ca_problems(params)
     if problems:
-        raise Refused("%s: the change was refused and nothing was written:\n- %s" % (params["path"], "\n- ".join(problems)), problems)
+        raise hostio.Refused("%s: the change was refused and nothing was written:\n- %s" % (params["path"], "\n- ".join(problems)), problems)
     return SimpleNamespace(overlay=overlay, proxies=proxies, remove=remove, remove_proxies="proxies" in remove)
 
 
@@ -181,7 +163,7 @@ def remove_stale_temps(params, check_mode):
 def read_disk(module, params):
     """What daemon.json and the drop-in hold now, and what the engine last ran with (the record)."""
     path, dropin_path = params["path"], params["dropin"]
-    text, dropin_text = read_file(path), read_file(dropin_path)
+    text, dropin_text = hostio.read_file(path), hostio.read_file(dropin_path)
     record.collect_secrets(module, text, dropin_text)
     current, invalid_reason, warnings = {}, None, []
     if text is not None:
@@ -189,8 +171,8 @@ def read_disk(module, params):
             current, warnings = dj.parse_config(text, path)
         except dj.ParseError as exc:
             if not params["replace_invalid"]:
-                raise Refused("%s\nNothing was written. Fix the file, or set replace_invalid=true to replace it (a backup is kept)." % exc,
-                              [str(exc)], line=exc.line, column=exc.column)
+                raise hostio.Refused("%s\nNothing was written. Fix the file, or set replace_invalid=true to replace it (a backup is kept)." % exc,
+                                     [str(exc)], line=exc.line, column=exc.column)
             invalid_reason = str(exc)
     applied = record.read_record(module, path)
     pending_keys, dropin_pending = record.pending_changes(applied, current, dropin_text, path) if invalid_reason is None else ([], False)
@@ -203,7 +185,7 @@ def probe_host(module, params, request, disk):
     """The unit's flags, the installed dockerd and the running engine. When the file already holds what is
     asked, the engine runs it and no proxy method has to be picked, nothing will be written: dockerd and
     the engine are not asked, which is most of a rerun's cost."""
-    unit_info, unit_argv = read_unit(module, params["unit"])
+    unit_info, unit_argv = hostio.read_unit(module, params["unit"])
     host = SimpleNamespace(unit=unit_info, flags=dockerd_flags(unit_argv), binary=None, binary_version=None, binary_version_text=None,
                            has_validate=False, warnings=[])
     settled = (disk.existed and disk.invalid_reason is None and request.proxies is None and not request.remove_proxies and not disk.pending
@@ -212,9 +194,9 @@ def probe_host(module, params, request, disk):
         host.engine = dict(engine_version=None, running_containers=None, live_restore=None,
                            error="not asked: %s already holds the requested settings" % disk.path)
     else:
-        host.binary = find_dockerd(module, unit_argv)
-        host.binary_version, host.binary_version_text, host.has_validate = probe_dockerd(module, host.binary)
-        host.engine = ask_engine(params)
+        host.binary = hostio.find_dockerd(module, unit_argv)
+        host.binary_version, host.binary_version_text, host.has_validate = hostio.probe_dockerd(module, host.binary)
+        host.engine = hostio.ask_engine(params)
     host.check_version = version_for_checks(host.engine, host.binary_version)
     host.config_file = config_file_flag(host.flags)
     if host.config_file and os.path.realpath(host.config_file) != os.path.realpath(disk.path):
@@ -244,8 +226,8 @@ def pick_proxy_method(module, requested, engine, binary_version):
         module.warn("The Docker Engine did not answer (%s); proxy_method=auto used the installed dockerd's version %s instead."
                     % (engine["error"], dj.format_version(binary_version)))
         return "daemon_json" if dj.proxies_supported(binary_version) else "systemd"
-    raise Refused("proxy_method=auto cannot tell the engine's version: the engine did not answer (%s) and no dockerd binary was found. "
-                  "Set proxy_method to daemon_json (Docker 23+) or systemd. Nothing was written." % engine["error"])
+    raise hostio.Refused("proxy_method=auto cannot tell the engine's version: the engine did not answer (%s) and no dockerd binary was found. "
+                         "Set proxy_method to daemon_json (Docker 23+) or systemd. Nothing was written." % engine["error"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,9 +275,10 @@ def check_plan(params, request, disk, host, plan):
                              unknown_keys_checked_elsewhere=params["validate"] and host.has_validate)
     plan.warnings.extend(report.warnings)
     unit_file = host.unit.exec_start_file if host.unit else None
-    errors = list(report.errors) + [message for dummy, dummy2, message in find_flag_conflicts(plan.candidate, host.flags, unit_file, HOSTNAME)]
+    conflicts = find_flag_conflicts(plan.candidate, host.flags, unit_file, hostio.HOSTNAME)
+    errors = list(report.errors) + [message for dummy, dummy2, message in conflicts]
     if errors:
-        raise Refused("%s: the change was refused and nothing was written:\n- %s" % (disk.path, "\n- ".join(errors)), errors)
+        raise hostio.Refused("%s: the change was refused and nothing was written:\n- %s" % (disk.path, "\n- ".join(errors)), errors)
     record.refused_before(disk.record, disk.path, plan.to_apply, params["retry_refused"])
 
 
@@ -312,12 +295,12 @@ def validate_with_dockerd(module, params, disk, host, plan):
         validation.update(dockerd="unavailable", message="dockerd %s has no --validate; only the module's own checks ran"
                           % (dj.format_version(host.binary_version) if host.binary_version else "(version unknown)"))
     else:
-        passed, said = dockerd_validate(module, host.binary, plan.to_apply, disk.path)
+        passed, said = hostio.dockerd_validate(module, host.binary, plan.to_apply, disk.path)
         validation.update(dockerd="passed" if passed else "failed", message=said)
         if not passed:
             what = ("the new %s, which was not written" % disk.path if plan.file_changes
                     else "%s on disk, which the engine has not applied yet" % disk.path)
-            raise Refused("dockerd --validate on %s refused %s: %s" % (HOSTNAME, what, said), [said], validation=validation)
+            raise hostio.Refused("dockerd --validate on %s refused %s: %s" % (hostio.HOSTNAME, what, said), [said], validation=validation)
     return validation
 
 
@@ -344,7 +327,7 @@ def write_change(module, params, disk, plan):
         record.write_record(module, disk.path, disk.text, disk.dropin_text)
     # Docker reads these at each connection: they never change what the engine needs.
     trusted = [registry for registry, ca_cert in sorted(params["registry_ca_certs"].items())
-               if write_ca(docker_ca_path(registry, params["certs_d"]), ca_cert, check_mode)]
+               if hostio.write_ca(registry_host.docker_ca_path(registry, params["certs_d"]), ca_cert, check_mode)]
     dropin, pruned = write_dropin(module, params, disk, plan)
     backup_file, pruned_backups = write_daemon_json(module, params, disk, plan)
     return SimpleNamespace(trusted=trusted, dropin=dropin, backup_file=backup_file, pruned=pruned + pruned_backups)
@@ -357,12 +340,12 @@ def write_dropin(module, params, disk, plan):
     pruned = []
     if plan.dropin_changes and not module.check_mode:
         if disk.dropin_text is not None and params["backup"]:
-            result["backup_file"], pruned = make_backup(path, params["backup_keep"])
+            result["backup_file"], pruned = hostio.make_backup(path, params["backup_keep"])
         if plan.dropin_wanted is None:
-            remove_file(path)
+            hostio.remove_file(path)
         else:
-            put_file(path, plan.dropin_wanted)
-        result["systemd_reloaded"] = daemon_reload(module, path)
+            hostio.put_file(path, plan.dropin_wanted)
+        result["systemd_reloaded"] = hostio.daemon_reload(module, path)
     return result, pruned
 
 
@@ -371,8 +354,8 @@ def write_daemon_json(module, params, disk, plan):
     backup_file, pruned = None, []
     if plan.file_changes and not module.check_mode:
         if disk.existed and (params["backup"] or disk.invalid_reason is not None):
-            backup_file, pruned = make_backup(disk.path, params["backup_keep"])
-        put_file(disk.path, plan.new_text)
+            backup_file, pruned = hostio.make_backup(disk.path, params["backup_keep"])
+        hostio.put_file(disk.path, plan.new_text)
     return backup_file, pruned
 
 
