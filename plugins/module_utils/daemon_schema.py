@@ -351,74 +351,43 @@ MAP_OF_STR = _check_object(check_str)
 # This is the one copy of dockerd's schema the module keeps, as data. Where `dockerd --validate`
 # runs (Docker 23 and later) dockerd decides which keys exist; Docker 20.10 has no --validate and
 # refuses an unknown key or a value of the wrong JSON type only when it starts, which takes Docker
-# down until the role's rollback: there these names and kinds are the only check before the write.
-# The kinds also give every engine the clearer messages (a quoted boolean, a mirror with a path).
-KEYS_BY_KIND = {
-    "boolean": "debug experimental icc init ip-forward ip-masq ip6tables iptables ipv6 live-restore no-new-privileges raw-logs "
-               "rootless selinux-enabled tls tlsverify userland-proxy",
-    "integer": "cpu-rt-period cpu-rt-runtime oom-score-adjust shutdown-timeout",
-    "count": "max-concurrent-downloads max-concurrent-uploads max-download-attempts mtu network-control-plane-mtu",
-    "port": "network-diagnostic-port",
-    "string": "api-cors-header bridge cgroup-parent cluster-advertise cluster-store containerd containerd-namespace "
-              "containerd-plugins-namespace default-runtime group log-driver metrics-addr seccomp-profile storage-driver "
-              "swarm-default-advertise-addr tlscacert tlscert tlskey userns-remap",
-    "path": "data-root exec-root graph init-path pidfile userland-proxy-path",
-    "ip": "default-gateway default-gateway-v6 host-gateway-ip ip",
-    "cidr": "bip fixed-cidr fixed-cidr-v6",
-    "size": "default-shm-size",
-    "strings": "allow-nondistributable-artifacts authorization-plugins cdi-spec-dirs dns-opts exec-opts hosts node-generic-resources "
-               "storage-opts",
-    "string map": "cluster-store-opts log-opts",
-    "object": "builder",
-    "ips": "dns",
-    "domains": "dns-search",
-    "labels": "labels",
-    "mirrors": "registry-mirrors",
-    "registries": "insecure-registries",
-    "proxies": "proxies",
-    "address pools": "default-address-pools",
-    "ulimits": "default-ulimits",
-    "runtimes": "runtimes",
-    "network opts": "default-network-opts",
-    "features": "features",
-    "cgroupns mode": "default-cgroupns-mode",
-    "ipc mode": "default-ipc-mode",
-    "log format": "log-format",
-    "log level": "log-level",
-}
+# down until the rollback of the daemon role: there these names and checks are the only check before the write.
+# The checks also give every engine the clearer messages (a quoted boolean, a mirror with a path).
+KNOWN_KEYS_BY_CHECK = (
+    (check_bool, "debug experimental icc init ip-forward ip-masq ip6tables iptables ipv6 live-restore no-new-privileges raw-logs rootless "
+     "selinux-enabled tls tlsverify userland-proxy"),
+    (check_int, "cpu-rt-period cpu-rt-runtime oom-score-adjust shutdown-timeout"),
+    (check_non_negative_int, "max-concurrent-downloads max-concurrent-uploads max-download-attempts mtu network-control-plane-mtu"),
+    (check_port, "network-diagnostic-port"),
+    (check_str, "api-cors-header bridge cgroup-parent cluster-advertise cluster-store containerd containerd-namespace "
+     "containerd-plugins-namespace default-runtime group log-driver metrics-addr seccomp-profile storage-driver "
+     "swarm-default-advertise-addr tlscacert tlscert tlskey userns-remap"),
+    (check_absolute_path, "data-root exec-root graph init-path pidfile userland-proxy-path"),
+    (check_ip, "default-gateway default-gateway-v6 host-gateway-ip ip"),
+    (check_cidr, "bip fixed-cidr fixed-cidr-v6"),
+    (check_size, "default-shm-size"),
+    (LIST_OF_STR, "allow-nondistributable-artifacts authorization-plugins cdi-spec-dirs dns-opts exec-opts hosts node-generic-resources "
+     "storage-opts"),
+    (MAP_OF_STR, "cluster-store-opts log-opts"),
+    (check_any_object, "builder"),
+    (_check_list(check_ip), "dns"),
+    (_check_list(check_search_domain), "dns-search"),
+    (check_labels, "labels"),
+    (_check_list(check_mirror), "registry-mirrors"),
+    (_check_list(check_insecure_registry), "insecure-registries"),
+    (check_proxies, "proxies"),
+    (_check_list(check_address_pool), "default-address-pools"),
+    (_check_object(check_ulimit), "default-ulimits"),
+    (_check_object(check_runtime), "runtimes"),
+    (_check_object(MAP_OF_STR), "default-network-opts"),
+    (_check_object(check_bool), "features"),
+    (_check_choice(("host", "private")), "default-cgroupns-mode"),
+    (_check_choice(("host", "private", "shareable", "none")), "default-ipc-mode"),
+    (_check_choice(("text", "json")), "log-format"),
+    (_check_choice(LOG_LEVELS), "log-level"),
+)
 
-# The check for each kind of value.
-CHECKS = {
-    "boolean": check_bool,
-    "integer": check_int,
-    "count": check_non_negative_int,
-    "port": check_port,
-    "string": check_str,
-    "path": check_absolute_path,
-    "ip": check_ip,
-    "cidr": check_cidr,
-    "size": check_size,
-    "strings": LIST_OF_STR,
-    "string map": MAP_OF_STR,
-    "object": check_any_object,
-    "ips": _check_list(check_ip),
-    "domains": _check_list(check_search_domain),
-    "labels": check_labels,
-    "mirrors": _check_list(check_mirror),
-    "registries": _check_list(check_insecure_registry),
-    "proxies": check_proxies,
-    "address pools": _check_list(check_address_pool),
-    "ulimits": _check_object(check_ulimit),
-    "runtimes": _check_object(check_runtime),
-    "network opts": _check_object(MAP_OF_STR),
-    "features": _check_object(check_bool),
-    "cgroupns mode": _check_choice(("host", "private")),
-    "ipc mode": _check_choice(("host", "private", "shareable", "none")),
-    "log format": _check_choice(("text", "json")),
-    "log level": _check_choice(LOG_LEVELS),
-}
-
-KNOWN_KEYS = dict((key, CHECKS[kind]) for kind, keys in KEYS_BY_KIND.items() for key in keys.split())
+KNOWN_KEYS = dict((key, check) for check, keys in KNOWN_KEYS_BY_CHECK for key in keys.split())
 
 
 def suggest_key(key):
