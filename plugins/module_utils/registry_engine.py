@@ -99,7 +99,7 @@ def check_tls_pair(cert_path, key_path, warnings):
     """Fail unless both files exist, parse as PEM and the key belongs to the certificate."""
     for option, path, what in (("tls_cert", cert_path, "certificate"), ("tls_key", key_path, "private key")):
         if not path:
-            raise RegistryDeployError("tls=true needs %s (the server %s, PEM, on the registry host)" % (option, what))
+            raise RegistryDeployError("registry_tls=true needs %s (the server %s, PEM, on the registry host)" % (option, what))
         if not os.path.isfile(path):
             raise RegistryDeployError("%s %s does not exist or is not a file (the server %s, PEM)" % (option, path, what))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -448,10 +448,10 @@ def remove(client, params, check_mode):
 
 
 def check_plain_http_auth(params):
-    if params["users"] and not params["tls"] and not params.get("allow_plain_http_auth"):
+    if params["users"] and not params["registry_tls"] and not params.get("allow_plain_http_auth"):
         raise RegistryConfigError(
-            "registry %s: users with tls=false would send every password in clear text over plain HTTP (basic auth). "
-            "Serve TLS (tls=true with tls_cert and tls_key), or set allow_plain_http_auth=true if the network between the "
+            "registry %s: users with registry_tls=false would send every password in clear text over plain HTTP (basic auth). "
+            "Serve TLS (registry_tls=true with tls_cert and tls_key), or set allow_plain_http_auth=true if the network between the "
             "clients and the registry is trusted." % params["name"]
         )
 
@@ -470,7 +470,7 @@ def deploy(client, params, check_mode):
 
     users_plan, htpasswd_before = plan_users(params, htpasswd_path)
     digests = {}
-    if params["tls"]:
+    if params["registry_tls"]:
         check_tls_pair(params["tls_cert"], params["tls_key"], warnings)
         digests["tls_cert"] = sha256_text(read_text(params["tls_cert"], "tls_cert"))
         digests["tls_key"] = sha256_text(read_text(params["tls_key"], "tls_key"))
@@ -478,11 +478,11 @@ def deploy(client, params, check_mode):
         digests["htpasswd"] = sha256_text(users_plan.content)
 
     image_id = image_id_of(client, params["image"])
-    rendered = render_config(params["config"], params["tls"], users_plan is not None, params["delete_enabled"],
+    rendered = render_config(params["config"], params["registry_tls"], users_plan is not None, params["delete_enabled"],
                              "%s registry" % params["name"], params.get("read_only", False), params.get("tls_min_version") or "1.2")
     config_bytes = config_text(rendered).encode("utf-8")
     spec = build_spec(params, image_id, config_path, htpasswd_path if users_plan is not None else None)
-    inputs = spec_inputs(spec, digests, [u["name"] for u in params["users"] or []], params["tls"], params["delete_enabled"],
+    inputs = spec_inputs(spec, digests, [u["name"] for u in params["users"] or []], params["registry_tls"], params["delete_enabled"],
                          rendered, params["config"])
 
     container = clean_leftovers(client, params["name"], check_mode)
@@ -512,7 +512,7 @@ def deploy(client, params, check_mode):
     config_before = read_bytes(config_path)
     write_config = config_before != config_bytes
     makes_data_dir = not os.path.isdir(params["data_dir"])
-    url = registry_url(engine_probe_host(params.get("docker_host"), params["bind_address"]), params["port"], params["tls"])
+    url = registry_url(engine_probe_host(params.get("docker_host"), params["bind_address"]), params["port"], params["registry_tls"])
     result = {
         "changed": bool(action or write_htpasswd or write_config or makes_data_dir),
         "recreated": action == "recreate",
@@ -554,7 +554,7 @@ def deploy(client, params, check_mode):
                 raise
         elif action == "recreate":
             if container.status == "running" and is_local_engine(params.get("docker_host")):
-                try_candidate(client, spec, labels, params["tls"], ca_path, timeout)
+                try_candidate(client, spec, labels, params["registry_tls"], ca_path, timeout)
             container, result["status"] = swap(client, container, spec, labels, url, ca_path, timeout, files.restore)
         elif action == "start":
             container.start()

@@ -13,7 +13,7 @@ description:
   - Runs (or updates, restarts, removes) a L(distribution,https://distribution.github.io/distribution/) registry
     container from an image that is already on the host (V(registry:2) by default; V(registry:3) takes the same
     configuration). The module never pulls; inside a site the image comes from the bundle with M(fleet.images.image_load).
-  - Serves TLS by default; plain HTTP only with O(tls=false). Users are written to a bcrypt htpasswd file (the only
+  - Serves TLS by default; plain HTTP only with O(registry_tls=false). Users are written to a bcrypt htpasswd file (the only
     scheme the registry accepts); a user whose password did not change keeps its existing hash.
   - Idempotent by fingerprint. Everything the container runs with (image ID, address and port, mounts, environment,
     restart policy, and the sha256 of the certificate, key and htpasswd B(contents)) is recorded in a label on the
@@ -85,21 +85,23 @@ options:
       - Host directory holding the registry's storage, mounted at C(/var/lib/registry). Created (mode 0755) when absent.
       - Defaults to C(/var/lib/fleet-images/registry/<name>).
     type: path
-  tls:
+  registry_tls:
     description:
       - Serve HTTPS with O(tls_cert) and O(tls_key). V(false) serves plain HTTP, which every client then has to list in
         C(insecure-registries).
+      - Only the registry's own HTTPS. O(tls), O(ca_path), O(validate_certs), O(client_cert) and O(client_key) are the
+        connection to the Docker Engine (see above), set independently of this one.
     type: bool
     default: true
   tls_cert:
     description:
       - Server certificate (PEM, on the registry host), with any intermediate certificates after it. Mounted read-only.
       - Its subjectAltNames must cover every name and IP clients use; Docker ignores the CN.
-      - Required with O(tls=true).
+      - Required with O(registry_tls=true).
     type: path
   tls_key:
     description:
-      - Private key (PEM, on the registry host) of O(tls_cert). Mounted read-only. Required with O(tls=true).
+      - Private key (PEM, on the registry host) of O(tls_cert). Mounted read-only. Required with O(registry_tls=true).
     type: path
   tls_ca:
     description:
@@ -111,7 +113,7 @@ options:
       - Users allowed to push and pull, written as bcrypt entries to O(htpasswd_path) (mode 0600).
       - Users not in the list are removed from the file. An empty list turns authentication off.
       - A password is hashed only when it differs from the stored hash.
-      - Refused with O(tls=false) (basic authentication would send passwords in clear) unless O(allow_plain_http_auth=true).
+      - Refused with O(registry_tls=false) (basic authentication would send passwords in clear) unless O(allow_plain_http_auth=true).
     type: list
     elements: dict
     default: []
@@ -139,7 +141,7 @@ options:
     type: path
   allow_plain_http_auth:
     description:
-      - Accept O(users) with O(tls=false). Every client then sends its password in clear text over plain HTTP.
+      - Accept O(users) with O(registry_tls=false). Every client then sends its password in clear text over plain HTTP.
     type: bool
     default: false
   tls_min_version:
@@ -293,7 +295,7 @@ def main():
             port=dict(type="int", default=5000),
             bind_address=dict(type="str", default="0.0.0.0"),
             data_dir=dict(type="path"),
-            tls=dict(type="bool", default=True),
+            registry_tls=dict(type="bool", default=True),
             tls_cert=dict(type="path"),
             tls_key=dict(type="path", no_log=False),
             tls_ca=dict(type="path"),
@@ -312,7 +314,7 @@ def main():
             config=dict(type="dict", default={}),
             wait_timeout=dict(type="int", default=60),
         ),
-        required_if=[("tls", True, ("tls_cert", "tls_key"))],
+        required_if=[("registry_tls", True, ("tls_cert", "tls_key"))],
         supports_check_mode=True,
     )
     client = connect(module)

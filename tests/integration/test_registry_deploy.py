@@ -22,6 +22,7 @@ import requests
 import trustme
 
 from ports import free_port
+from test_docker_client import _pump, tls_engine  # noqa: F401  (tls_engine: the local engine behind a TLS endpoint)
 
 REGISTRY_IMAGE = "registry:2"
 SOCKET = "unix:///var/run/docker.sock"
@@ -285,7 +286,7 @@ def test_bad_input_fails_naming_it_and_the_registry_keeps_running(engine, make_p
     elif breakage == "bad_config":
         bad["config"] = {"auth": {"token": {"realm": "https://elsewhere"}}}
     elif breakage == "plain_http_auth":
-        bad.update(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
+        bad.update(registry_tls=False, tls_cert=None, tls_key=None, tls_ca=None)
     elif breakage == "long_password":
         bad["users"] = [{"name": "ci", "password": "x" * 73}]
     try:
@@ -353,7 +354,7 @@ def test_absent_removes_the_container_and_keeps_the_storage(engine, make_params,
 
 
 def test_plain_http_without_users_when_asked(make_params, run_module):
-    params = make_params(tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
+    params = make_params(registry_tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
     result = run_module("registry_deploy", params)
     assert not result["failed"], result
     assert result["url"].startswith("http://") and result["status"] == 200
@@ -432,7 +433,7 @@ def test_a_new_registry_that_does_not_answer_gives_the_old_one_back(engine, make
     assert not first["failed"], first.get("msg")
     broken = tmp_path / "broken.yml"
     broken.write_text(json.dumps({"version": "0.1", "storage": {"filesystem": {}}, "log": {"level": "shouting"}}))
-    spec = reg.build_spec(dict(params, tls=True, restart_policy="always"), "ignored", str(broken))
+    spec = reg.build_spec(dict(params, registry_tls=True, restart_policy="always"), "ignored", str(broken))
     put_back = []
     old = engine.containers.get(params["name"])
     with pytest.raises(eng.RegistryDeployError) as failure:
@@ -560,8 +561,55 @@ def test_docker_inspect_holds_no_secret(engine, make_params, run_module):
 
 
 def test_basic_auth_over_plain_http_only_when_explicitly_allowed(make_params, run_module):
-    params = make_params(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
+    params = make_params(registry_tls=False, tls_cert=None, tls_key=None, tls_ca=None)
     refused = run_module("registry_deploy", params)
     assert refused["failed"] and "allow_plain_http_auth" in refused["msg"], refused
     allowed = run_module("registry_deploy", dict(params, allow_plain_http_auth=True))
     assert not allowed["failed"] and allowed["status"] == 401, allowed
+
+
+# The engine connection's TLS (tls, ca_path, ...) and the registry's own HTTPS (registry_tls) are independent.
+
+
+@pytest.fixture
+def plain_tcp_engine():
+    """tcp://127.0.0.1:PORT serving the local engine's API without TLS."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve():
+        while True:
+            try:
+                client = listener.accept()[0]
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            for source, target in ((client, engine), (engine, client)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield "tcp://127.0.0.1:%d" % listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_tls_engine_connection_deploys_a_plain_http_registry(tls_engine, make_params, run_module):
+    docker_host, engine_ca, wrong_ca = tls_engine
+    params = make_params(docker_host=docker_host, tls=True, ca_path=engine_ca,
+                         registry_tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
+    result = run_module("registry_deploy", params)
+    assert not result["failed"], result.get("msg")
+    assert result["url"] == "http://127.0.0.1:%d" % params["port"] and result["status"] == 200
+    assert requests.get(result["url"] + "/v2/", timeout=10).status_code == 200
+    # The engine's certificate is still verified with the engine's CA, whatever the registry serves.
+    refused = run_module("registry_deploy", dict(params, ca_path=wrong_ca))
+    assert refused["failed"] and "ca_path does not verify" in refused["msg"], refused.get("msg")
+
+
+def test_a_plain_tcp_engine_connection_deploys_a_tls_registry(plain_tcp_engine, make_params, run_module):
+    params = make_params(docker_host=plain_tcp_engine)
+    result = run_module("registry_deploy", params)
+    assert not result["failed"], result.get("msg")
+    assert result["url"] == "https://127.0.0.1:%d" % params["port"] and result["status"] == 401
+    assert v2_status(params, auth=("ci", "first-password")) == 200

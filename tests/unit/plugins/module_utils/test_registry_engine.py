@@ -51,7 +51,7 @@ def test_a_missing_file_is_named(pair, which):
 
 
 def test_no_path_given_says_which_option(pair):
-    with pytest.raises(RegistryDeployError, match="tls=true needs tls_key"):
+    with pytest.raises(RegistryDeployError, match="registry_tls=true needs tls_key"):
         check_tls_pair(pair[0], None, [])
 
 
