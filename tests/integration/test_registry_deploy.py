@@ -426,7 +426,7 @@ def test_a_redeploy_with_a_setting_distribution_refuses_keeps_the_old_registry_s
 
 def test_a_new_registry_that_does_not_answer_gives_the_old_one_back(engine, make_params, run_module, tmp_path):
     """The swap itself (after a candidate passed, or with a remote engine where there is none) restores the old registry."""
-    from ansible_collections.fleet.images.plugins.module_utils import registry as reg, registry_engine as eng
+    from ansible_collections.fleet.images.plugins.module_utils import registry as reg, registry_container as eng
 
     params = make_params()
     first = run_module("registry_deploy", params)

@@ -9,14 +9,14 @@ import pytest
 import trustme
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import (
+from ansible_collections.fleet.images.plugins.module_utils.registry_container import (
     RegistryDeployError,
     addresses_overlap,
-    check_tls_pair,
     engine_probe_host,
     is_local_engine,
     published_ports,
 )
+from ansible_collections.fleet.images.plugins.module_utils.registry_engine import check_tls_pair
 
 
 @pytest.fixture
