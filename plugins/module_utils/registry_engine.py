@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
-from ansible_collections.fleet.images.plugins.module_utils.htpasswd import HtpasswdError, available_backend, plan_htpasswd
+from ansible_collections.fleet.images.plugins.module_utils.htpasswd import HtpasswdError, bcrypt_backend, plan_htpasswd, plan_of_contents
 from ansible_collections.fleet.images.plugins.module_utils.registry import (
     LABEL_FINGERPRINT,
     RegistryConfigError,
@@ -128,13 +128,32 @@ def image_id_of(client, image):
         ) from None
 
 
+def htpasswd_path_of(params):
+    return params["htpasswd_path"] or default_htpasswd_path(params["name"])
+
+
+def read_htpasswd(params):
+    """The htpasswd file's text, or None: what the registry_deploy action plugin plans the users against."""
+    path = htpasswd_path_of(params)
+    return read_text(path, "htpasswd_path") if os.path.exists(path) else None
+
+
 def plan_users(params, htpasswd_path):
-    """(HtpasswdPlan or None, current file text or None)."""
+    """(HtpasswdPlan or None, current file text or None).
+
+    The registry_deploy action plugin hashes on the controller and passes its plan as _htpasswd; run
+    without it (directly, as the integration tests do), the module plans with bcrypt itself.
+    """
     if not params["users"]:
         return None, None
     existing = read_text(htpasswd_path, "htpasswd_path") if os.path.exists(htpasswd_path) else None
+    given = params.get("_htpasswd")
+    if given:
+        if given.get("before") != existing:
+            raise RegistryDeployError("%s changed while this task ran: run it again" % htpasswd_path)
+        return plan_of_contents(existing, given["content"]), existing
     try:
-        return plan_htpasswd(params["users"], existing, available_backend(), htpasswd_path, params["bcrypt_cost"]), existing
+        return plan_htpasswd(params["users"], existing, bcrypt_backend(), htpasswd_path, params["bcrypt_cost"]), existing
     except HtpasswdError as exc:
         raise RegistryDeployError(str(exc)) from exc
 
@@ -186,7 +205,7 @@ def check_params(params):
         )
     params = dict(params)
     params["data_dir"] = params["data_dir"] or default_data_dir(params["name"])
-    params["htpasswd_path"] = params["htpasswd_path"] or default_htpasswd_path(params["name"])
+    params["htpasswd_path"] = htpasswd_path_of(params)
     params["config_path"] = params.get("config_path") or default_config_path(params["name"])
     return params
 

@@ -15,6 +15,9 @@ description:
     configuration). The module never pulls; inside a site the image comes from the bundle with M(fleet.images.image_load).
   - Serves TLS by default; plain HTTP only with O(registry_tls=false). Users are written to a bcrypt htpasswd file (the only
     scheme the registry accepts); a user whose password did not change keeps its existing hash.
+  - The bcrypt hashing runs on the controller (the action plugin of the same name reads the htpasswd file in a first,
+    short module run, and the Python package C(bcrypt) of the controller hashes): the registry host needs no Python
+    package for it. With O(users) empty, or O(state=absent), there is only one module run.
   - Idempotent by fingerprint. Everything the container runs with (image ID, address and port, mounts, environment,
     restart policy, and the sha256 of the certificate, key and htpasswd B(contents)) is recorded in a label on the
     container. The container is recreated only when that fingerprint differs, so a certificate renewed in place or a
@@ -40,6 +43,9 @@ extends_documentation_fragment:
   - fleet.images.docker.actiongroup_docker
   - fleet.images.docker.attributes
 attributes:
+  action:
+    description: An action plugin on the controller hashes the passwords, then runs this module on the host.
+    support: full
   check_mode:
     support: full
     details: Runs every check and reports whether the container would be created, recreated, started or removed,
@@ -188,6 +194,8 @@ options:
       - Seconds to wait for C(/v2/) to answer after the container (or the candidate) started.
     type: int
     default: 60
+requirements:
+  - bcrypt (the Python package, on the controller, when O(users) is given)
 notes:
   - The port check binds O(bind_address):O(port) itself when the engine is local (a C(unix://) socket), so it also sees
     processes outside Docker; with a remote engine it only looks at the engine's containers.
@@ -283,7 +291,7 @@ from ansible_collections.fleet.images.plugins.module_utils.docker_client import 
     APIError, DockerException, RequestException, connect, docker_error_message,
 )
 from ansible_collections.fleet.images.plugins.module_utils.registry import RegistryConfigError
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import RegistryDeployError, deploy, remove
+from ansible_collections.fleet.images.plugins.module_utils.registry_engine import RegistryDeployError, deploy, read_htpasswd, remove
 
 
 def main():
@@ -313,12 +321,20 @@ def main():
             restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
             config=dict(type="dict", default={}),
             wait_timeout=dict(type="int", default=60),
+            # Set by the registry_deploy action plugin only: read the htpasswd file, then deploy with its plan.
+            _read_htpasswd=dict(type="bool", default=False),
+            _htpasswd=dict(type="dict", no_log=True),
         ),
         required_if=[("registry_tls", True, ("tls_cert", "tls_key"))],
         supports_check_mode=True,
     )
-    client = connect(module)
     name = module.params["name"]
+    if module.params["_read_htpasswd"]:
+        try:
+            module.exit_json(changed=False, htpasswd=read_htpasswd(module.params))
+        except RegistryDeployError as exc:
+            module.fail_json(msg=str(exc))
+    client = connect(module)
     try:
         if module.params["state"] == "absent":
             result = remove(client, module.params, module.check_mode)

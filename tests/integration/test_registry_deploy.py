@@ -21,6 +21,7 @@ import pytest
 import requests
 import trustme
 
+from module_runner import COLLECTIONS_ROOT, run_task
 from ports import free_port
 from test_docker_client import _pump, tls_engine  # noqa: F401  (tls_engine: the local engine behind a TLS endpoint)
 
@@ -613,3 +614,38 @@ def test_a_plain_tcp_engine_connection_deploys_a_tls_registry(plain_tcp_engine, 
     assert not result["failed"], result.get("msg")
     assert result["url"] == "https://127.0.0.1:%d" % params["port"] and result["status"] == 401
     assert v2_status(params, auth=("ci", "first-password")) == 200
+
+
+# bcrypt runs on the controller: the registry host needs no Python package for the htpasswd file.
+
+
+@pytest.fixture
+def host_without_bcrypt(tmp_path):
+    """A task environment in which `import bcrypt` fails for the module on the host (the controller keeps its own)."""
+    fake = tmp_path / "no-bcrypt" / "bcrypt"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no bcrypt on this host')\n")
+    return {"PYTHONPATH": str(fake.parent)}
+
+
+def test_the_action_hashes_on_the_controller_and_keeps_unchanged_hashes(make_params, host_without_bcrypt, tmp_path, run_module):
+    params = make_params()
+    direct = run_module("registry_deploy", params, env={"PYTHONPATH": host_without_bcrypt["PYTHONPATH"] + os.pathsep + str(COLLECTIONS_ROOT)})
+    assert direct["failed"] and "Python package bcrypt is missing" in direct["msg"], direct
+    first, output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    # (the json callback's own "action" key hides the module's: changed_inputs tells what happened)
+    assert first.get("changed") and first["changed_inputs"] == ["container"] and first["status"] == 401, first
+    assert first["users"] == {"added": ["ci"], "password_changed": [], "removed": []}
+    assert "first-password" not in output
+    with open(params["htpasswd_path"]) as handle:
+        hashed = handle.read()
+    assert hashed.startswith("ci:$2b$08$")
+    assert v2_status(params, auth=("ci", "first-password")) == 200
+    again, _output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    assert not again["changed"] and again["changed_inputs"] == [] and "status" not in again, again
+    with open(params["htpasswd_path"]) as handle:
+        assert handle.read() == hashed
+    params["users"] = [{"name": "ci", "password": "second-password"}]
+    changed, _output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    assert changed["recreated"] and changed["users"]["password_changed"] == ["ci"], changed
+    assert v2_status(params, auth=("ci", "second-password")) == 200

@@ -6,35 +6,21 @@ as a module; the PKI directory is a temporary one.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 from cryptography import x509
 
 from ansible_collections.fleet.images.plugins.module_utils import pki, registry_host
-from module_runner import COLLECTIONS_ROOT, run_module
+from module_runner import run_module, run_task
 
 
 def run_pki(tmp_path, check_mode=False, **options):
     args = dict(path=str(tmp_path / "config" / "pki"), common_name="registry1", dns_names=["registry1"],
                 host_dns_names=False, host_ip_address=False)
     args.update(options)
-    play = [{"hosts": "localhost", "gather_facts": False,
-             "tasks": [{"name": "pki", "fleet.images.registry_pki": args, "check_mode": check_mode}]}]
-    playbook = tmp_path / "pki.yml"
-    playbook.write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="False")
-    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
-                           str(playbook)], capture_output=True, text=True, env=env, check=False, timeout=300)
-    try:
-        return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"], done.stdout
-    except (ValueError, KeyError, IndexError):
-        raise AssertionError("no result (rc=%s)\n%s\n%s" % (done.returncode, done.stdout, done.stderr))
+    return run_task(tmp_path, "registry_pki", args, check_mode=check_mode)
 
 
 def mode_of(path):
