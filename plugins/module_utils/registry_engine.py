@@ -15,9 +15,17 @@ import contextlib
 import os
 import ssl
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
+from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
+    APIError,
+    DockerException,
+    RequestException,
+    connect,
+    docker_error_message,
+)
 from ansible_collections.fleet.images.plugins.module_utils.htpasswd import HtpasswdError, bcrypt_backend, plan_htpasswd, plan_of_contents
 from ansible_collections.fleet.images.plugins.module_utils.registry import (
     LABEL_FINGERPRINT,
@@ -358,3 +366,26 @@ def deploy(client, params, check_mode):
         result["status"] = status
     result["container_id"] = container.id
     return result
+
+
+def run_module(module):
+    """registry_deploy's module run: the htpasswd read for the action plugin, or the deploy (or removal) and its result."""
+    params, name = module.params, module.params["name"]
+    try:
+        if params["_read_htpasswd"]:
+            module.exit_json(changed=False, htpasswd=read_htpasswd(params))
+        client = connect(module)
+        result = (remove if params["state"] == "absent" else deploy)(client, params, module.check_mode)
+    except RegistryDeployError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    except RegistryConfigError as exc:
+        module.fail_json(msg=str(exc))
+    except (APIError, DockerException, RequestException) as exc:
+        module.fail_json(msg=docker_error_message(exc, "deploying the registry container %s" % name), exception=traceback.format_exc())
+    except OSError as exc:
+        module.fail_json(msg="While deploying the registry container %s: %s" % (name, exc), exception=traceback.format_exc())
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)

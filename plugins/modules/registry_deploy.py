@@ -282,77 +282,46 @@ status:
   sample: 401
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    APIError, DockerException, RequestException, connect, docker_error_message,
+from ansible_collections.fleet.images.plugins.module_utils.registry_engine import run_module
+
+ARGUMENT_SPEC = docker_connection_args(
+    name=dict(type="str", default="registry"),
+    image=dict(type="str", default="registry:2"),
+    state=dict(type="str", choices=["present", "absent", "restarted"], default="present"),
+    port=dict(type="int", default=5000),
+    bind_address=dict(type="str", default="0.0.0.0"),
+    data_dir=dict(type="path"),
+    registry_tls=dict(type="bool", default=True),
+    tls_cert=dict(type="path"),
+    tls_key=dict(type="path", no_log=False),
+    tls_ca=dict(type="path"),
+    users=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        password=dict(type="str", required=True, no_log=True),
+    )),
+    htpasswd_path=dict(type="path"),
+    bcrypt_cost=dict(type="int", default=8),
+    allow_plain_http_auth=dict(type="bool", default=False),
+    tls_min_version=dict(type="str", choices=["1.2", "1.3"], default="1.2"),
+    read_only=dict(type="bool", default=False),
+    config_path=dict(type="path"),
+    delete_enabled=dict(type="bool", default=False),
+    restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
+    config=dict(type="dict", default={}),
+    wait_timeout=dict(type="int", default=60),
+    # Set by the registry_deploy action plugin only: read the htpasswd file, then deploy with its plan.
+    _read_htpasswd=dict(type="bool", default=False),
+    _htpasswd=dict(type="dict", no_log=True),
 )
-from ansible_collections.fleet.images.plugins.module_utils.registry import RegistryConfigError
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import RegistryDeployError, deploy, read_htpasswd, remove
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_connection_args(
-            name=dict(type="str", default="registry"),
-            image=dict(type="str", default="registry:2"),
-            state=dict(type="str", choices=["present", "absent", "restarted"], default="present"),
-            port=dict(type="int", default=5000),
-            bind_address=dict(type="str", default="0.0.0.0"),
-            data_dir=dict(type="path"),
-            registry_tls=dict(type="bool", default=True),
-            tls_cert=dict(type="path"),
-            tls_key=dict(type="path", no_log=False),
-            tls_ca=dict(type="path"),
-            users=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                password=dict(type="str", required=True, no_log=True),
-            )),
-            htpasswd_path=dict(type="path"),
-            bcrypt_cost=dict(type="int", default=8),
-            allow_plain_http_auth=dict(type="bool", default=False),
-            tls_min_version=dict(type="str", choices=["1.2", "1.3"], default="1.2"),
-            read_only=dict(type="bool", default=False),
-            config_path=dict(type="path"),
-            delete_enabled=dict(type="bool", default=False),
-            restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
-            config=dict(type="dict", default={}),
-            wait_timeout=dict(type="int", default=60),
-            # Set by the registry_deploy action plugin only: read the htpasswd file, then deploy with its plan.
-            _read_htpasswd=dict(type="bool", default=False),
-            _htpasswd=dict(type="dict", no_log=True),
-        ),
-        required_if=[("registry_tls", True, ("tls_cert", "tls_key"))],
-        supports_check_mode=True,
-    )
-    name = module.params["name"]
-    if module.params["_read_htpasswd"]:
-        try:
-            module.exit_json(changed=False, htpasswd=read_htpasswd(module.params))
-        except RegistryDeployError as exc:
-            module.fail_json(msg=str(exc))
-    client = connect(module)
-    try:
-        if module.params["state"] == "absent":
-            result = remove(client, module.params, module.check_mode)
-        else:
-            result = deploy(client, module.params, module.check_mode)
-    except RegistryDeployError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except RegistryConfigError as exc:
-        module.fail_json(msg=str(exc))
-    except (APIError, DockerException, RequestException) as exc:
-        module.fail_json(msg=docker_error_message(exc, "deploying the registry container %s" % name), exception=traceback.format_exc())
-    except OSError as exc:
-        module.fail_json(msg="While deploying the registry container %s: %s" % (name, exc), exception=traceback.format_exc())
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=[("registry_tls", True, ("tls_cert", "tls_key"))],
+                           supports_check_mode=True)
+    run_module(module)
 
 
 if __name__ == "__main__":
