@@ -46,7 +46,7 @@ from ansible_collections.fleet.images.plugins.module_utils.registry import (
     sha256_text,
     spec_inputs,
 )
-from ansible_collections.fleet.images.plugins.module_utils.registry_container import (  # noqa: F401  (RegistryDeployError: the modules' import)
+from ansible_collections.fleet.images.plugins.module_utils.registry_container import (
     STOP_TIMEOUT,
     RegistryDeployError,
     check_port,
