@@ -111,8 +111,10 @@ options:
     type: path
   tls_ca:
     description:
-      - CA certificate that signed O(tls_cert). When given, the health probe verifies the registry's certificate
-        chain with it; otherwise the probe (and only the probe) skips verification.
+      - CA certificate that signed O(tls_cert). The health probe verifies the registry's certificate chain with it,
+        or, when it is not given, with the registry host's trust store; a certificate that does not verify fails the task
+        at once (a running registry keeps serving). The probe reaches the registry on its own host, so the chain is
+        verified, not the name.
     type: path
   users:
     description:
