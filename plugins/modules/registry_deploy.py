@@ -16,7 +16,7 @@ description:
   - Serves TLS by default; plain HTTP only with O(registry_tls=false). Users are written to a bcrypt htpasswd file (the only
     scheme the registry accepts); a user whose password did not change keeps its existing hash.
   - The bcrypt hashing runs on the controller (the action plugin of the same name reads the htpasswd file in a first,
-    short module run, and the Python package C(bcrypt) of the controller hashes): the registry host needs no Python
+    short module run, and the Python package C(bcrypt) of the controller hashes), so the registry host needs no Python
     package for it. With O(users) empty, or O(state=absent), there is only one module run.
   - Idempotent by fingerprint. Everything the container runs with (image ID, address and port, mounts, environment,
     restart policy, and the sha256 of the certificate, key and htpasswd B(contents)) is recorded in a label on the
