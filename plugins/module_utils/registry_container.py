@@ -294,5 +294,3 @@ def swap(client, old, spec, labels, url, ca_path, timeout, put_files_back):
         raise RegistryDeployError("%s\nThe previous registry container %s was put back%s." % (message, name, back), **details) from exc
     remove_container(old)
     return new, status
-
-

@@ -315,7 +315,7 @@ ARGUMENT_SPEC = docker_connection_args(
     config=dict(type="dict", default={}),
     wait_timeout=dict(type="int", default=60),
     # Set by the registry_deploy action plugin only: read the htpasswd file, then deploy with its plan.
-    _read_htpasswd=dict(type="bool", default=False),
+    _read_htpasswd=dict(type="bool"),
     _htpasswd=dict(type="dict", no_log=True),
 )
 

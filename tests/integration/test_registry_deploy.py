@@ -23,7 +23,7 @@ import trustme
 
 from module_runner import COLLECTIONS_ROOT, run_task
 from ports import free_port
-from test_docker_client import _pump, tls_engine  # noqa: F401  (tls_engine: the local engine behind a TLS endpoint)
+from test_docker_client import _pump, tls_engine  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 REGISTRY_IMAGE = "registry:2"
 SOCKET = "unix:///var/run/docker.sock"
