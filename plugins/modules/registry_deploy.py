@@ -196,6 +196,16 @@ options:
       - Seconds to wait for C(/v2/) to answer after the container (or the candidate) started.
     type: int
     default: 60
+  _read_htpasswd:
+    description:
+      - Private, set by the action plugin of the same name only (its first run on the host reads the htpasswd file).
+        Do not set it.
+    type: bool
+  _htpasswd:
+    description:
+      - Private, set by the action plugin of the same name only (the htpasswd file it planned on the controller).
+        Do not set it.
+    type: dict
 requirements:
   - bcrypt (the Python package, on the controller, when O(users) is given)
 notes:

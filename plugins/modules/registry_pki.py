@@ -95,6 +95,16 @@ options:
       - Docker's per-registry certificate directory, for O(docker_trust).
     type: path
     default: /etc/docker/certs.d
+  _write:
+    description:
+      - Private, set by the action plugin of the same name only (the files its second run on the host writes).
+        Do not set it.
+    type: dict
+  _trust_ca:
+    description:
+      - Private, set by the action plugin of the same name only (the CA its second run trusts for O(docker_trust)).
+        Do not set it.
+    type: str
 attributes:
   action:
     description: Runs on the controller as an action plugin, which runs this module on the host to read and write the files.
