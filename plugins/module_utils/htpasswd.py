@@ -3,16 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """bcrypt htpasswd files for the distribution registry, without re-hashing unchanged passwords.
 
-The registry only accepts bcrypt entries (``$2a$``, ``$2b$``, ``$2y$``). Hashing uses the
-``bcrypt`` Python package when the host has it, and otherwise the system's libcrypt (libxcrypt,
-present on every Debian system), which implements the same algorithm: a registry host needs no
-extra Python package for this.
+The registry only accepts bcrypt entries (``$2a$``, ``$2b$``, ``$2y$``), hashed and checked with
+the ``bcrypt`` package. The registry_deploy action plugin does it on the controller (bcrypt is in
+its requirements), so a registry host needs no extra Python package.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import re
 from dataclasses import dataclass, field
 
@@ -29,15 +26,13 @@ MIN_ROUNDS, MAX_ROUNDS = 4, 14
 MAX_PASSWORD_BYTES = 72
 BCRYPT_HASH_RE = re.compile(r"^\$2[abxy]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
 USER_NAME_RE = re.compile(r"^[^:\s]+$")
-# OpenBSD's own bcrypt test vector: proves a backend really implements bcrypt.
-SELF_TEST = (b"U*U", b"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW")
 
 
 class HtpasswdError(Exception):
     """Bad users or an unusable htpasswd file; the message names the user or the line."""
 
 
-class BcryptPackageBackend:
+class BcryptBackend:
     name = "bcrypt"
 
     def hash(self, password, rounds=BCRYPT_ROUNDS):
@@ -50,70 +45,14 @@ class BcryptPackageBackend:
             return False
 
 
-class LibcryptBackend:
-    """bcrypt through libxcrypt's crypt() and crypt_gensalt_rn(), loaded with ctypes."""
-
-    name = "libcrypt"
-
-    def __init__(self, library=None):
-        path = library or ctypes.util.find_library("crypt")
-        if not path:
-            raise OSError("libcrypt not found")
-        lib = ctypes.CDLL(path)
-        self._crypt = lib.crypt
-        self._crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-        self._crypt.restype = ctypes.c_char_p
-        self._gensalt = lib.crypt_gensalt_rn
-        self._gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self._gensalt.restype = ctypes.c_char_p
-
-    def _crypt_text(self, password, setting):
-        result = self._crypt(password, setting)
-        # libxcrypt answers an unsupported or invalid setting with NULL or a string starting with '*'.
-        if not result or result.startswith(b"*"):
-            return None
-        return result.decode("ascii")
-
-    def hash(self, password, rounds=BCRYPT_ROUNDS):
-        output = ctypes.create_string_buffer(64)
-        # Null random bytes: libxcrypt reads them from the operating system.
-        setting = self._gensalt(b"$2b$", rounds, None, 0, output, len(output))
-        if not setting:
-            raise HtpasswdError("libcrypt could not make a bcrypt salt")
-        hashed = self._crypt_text(password.encode("utf-8"), setting)
-        if hashed is None:
-            raise HtpasswdError("libcrypt refused to compute a bcrypt hash")
-        return hashed
-
-    def check(self, password, hashed):
-        computed = self._crypt_text(password.encode("utf-8"), hashed.encode("ascii"))
-        return computed is not None and computed == hashed
-
-
-def _works(backend):
-    try:
-        return backend.check(SELF_TEST[0].decode("ascii"), SELF_TEST[1].decode("ascii"))
-    except (OSError, AttributeError, ValueError, HtpasswdError):
-        return False
-
-
-def available_backend():
-    """The bcrypt implementation to use; raises HtpasswdError when the host has none."""
-    candidates = []
-    if bcrypt_package is not None:
-        candidates.append(BcryptPackageBackend)
-    candidates.append(LibcryptBackend)
-    for factory in candidates:
-        try:
-            backend = factory()
-        except (OSError, AttributeError):
-            continue
-        if _works(backend):
-            return backend
-    raise HtpasswdError(
-        "No bcrypt implementation on this host: neither the Python package bcrypt (Debian: python3-bcrypt) "
-        "nor a libcrypt with bcrypt support (Debian: libcrypt1) is available. Install one of them."
-    )
+def bcrypt_backend():
+    """The bcrypt implementation; raises HtpasswdError when the Python package is missing here."""
+    if bcrypt_package is None:
+        raise HtpasswdError(
+            "The Python package bcrypt is missing where the htpasswd file is computed (the Ansible controller, through the "
+            "registry_deploy action): install it there (pip install bcrypt, see requirements/controller.txt; Debian: python3-bcrypt)."
+        )
+    return BcryptBackend()
 
 
 def is_bcrypt_hash(hashed):
@@ -194,4 +133,14 @@ def plan_htpasswd(users, existing_text, backend, source="htpasswd", rounds=BCRYP
     wanted = {user["name"] for user in users or []}
     plan.removed = [name for name in existing if name not in wanted]
     plan.content = "".join(line + "\n" for line in lines)
+    return plan
+
+
+def plan_of_contents(before_text, content):
+    """The HtpasswdPlan that turns the file `before_text` into `content` (planned elsewhere, by plan_htpasswd)."""
+    before, after = parse_htpasswd(before_text or ""), parse_htpasswd(content)
+    plan = HtpasswdPlan(content=content)
+    for name, hashed in after.items():
+        (plan.added if name not in before else plan.unchanged if before[name] == hashed else plan.password_changed).append(name)
+    plan.removed = [name for name in before if name not in after]
     return plan

@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import PKI_FILE_MODES
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
@@ -27,7 +29,7 @@ else:
     HAS_CRYPTOGRAPHY = True
 
 CA_KEY, CA_CERT, SERVER_KEY, SERVER_CERT = "ca.key", "ca.crt", "server.key", "server.crt"
-FILE_MODES = {CA_KEY: 0o600, CA_CERT: 0o644, SERVER_KEY: 0o600, SERVER_CERT: 0o644}
+FILE_MODES = PKI_FILE_MODES
 # A certificate starts a little in the past: a host whose clock is slightly behind the
 # controller's still accepts it.
 BACKDATE = datetime.timedelta(minutes=5)

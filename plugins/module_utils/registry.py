@@ -45,7 +45,7 @@ STORAGE_SETTINGS = ("maintenance", "cache", "delete", "redirect", "tag")
 # Configuration paths that belong to module options, with the option to use instead.
 MANAGED_PATHS = {
     ("http", "addr"): "port and bind_address",
-    ("http", "tls"): "tls, tls_cert, tls_key and tls_min_version",
+    ("http", "tls"): "registry_tls, tls_cert, tls_key and tls_min_version",
     ("auth",): "users",
     ("storage", "delete"): "delete_enabled",
     ("storage", "maintenance", "readonly"): "read_only",
@@ -161,7 +161,7 @@ def build_spec(params, image_id, config_path, htpasswd_path=None):
     """What the container is created with, from the module's options and the image's ID."""
     mounts = [{"source": params["data_dir"], "target": DATA_MOUNT, "read_only": False},
               {"source": config_path, "target": CONFIG_MOUNT, "read_only": True}]
-    if params["tls"]:
+    if params["registry_tls"]:
         mounts.append({"source": params["tls_cert"], "target": CERT_MOUNT, "read_only": True})
         mounts.append({"source": params["tls_key"], "target": KEY_MOUNT, "read_only": True})
     if htpasswd_path:

@@ -2,9 +2,11 @@
 # Copyright: fleet.images contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The registry host's side of the registry PKI: its directories, its files and its own names.
+"""The registry host's side of the registry PKI (its directories, files and own names), and CA trust.
 
 Plain functions, standard library only: the registry host needs no Python crypto package.
+`install_ca` is the one place that writes a CA where Docker reads it (registry_pki's docker_trust,
+registry_trust and daemon_config all call it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,23 @@ RTF_UP = 0x0001
 # How Docker names a registry's directory in /etc/docker/certs.d.
 REGISTRY_ADDRESS = re.compile(r"^[-A-Za-z0-9._]+:[0-9]{1,5}$")
 DOCKER_CERTS_D = "/etc/docker/certs.d"
+# The registry's PKI directory: the CA's and the server's key and certificate, with their modes.
+PKI_FILE_MODES = {"ca.key": 0o600, "ca.crt": 0o644, "server.key": 0o600, "server.crt": 0o644}
+# registry_pki's options (the action plugin validates them, the module on the host takes them too).
+PKI_ARGUMENT_SPEC = dict(
+    path=dict(type="path", required=True),
+    common_name=dict(type="str", required=True),
+    dns_names=dict(type="list", elements="str", default=[]),
+    ip_addresses=dict(type="list", elements="str", default=[]),
+    host_dns_names=dict(type="bool", default=True),
+    host_ip_address=dict(type="bool", default=True),
+    ca_common_name=dict(type="str", default="fleet.images registry CA"),
+    ca_valid_days=dict(type="int", default=3650),
+    cert_valid_days=dict(type="int", default=365),
+    renew_days=dict(type="int", default=30),
+    docker_trust=dict(type="str", default=""),
+    certs_d=dict(type="path", default=DOCKER_CERTS_D),
+)
 
 
 def ensure_directory(path, mode, check_mode=False):
@@ -168,3 +187,82 @@ def default_ipv4(route_table="/proc/net/route"):
 def own_names():
     """The host's fully qualified name, short host name and default IPv4 address (each '' when unknown)."""
     return {"fqdn": socket.getfqdn(), "hostname": platform.node().split(".")[0], "default_ipv4": default_ipv4()}
+
+
+def remove_ca(path, check_mode=False, prune_directory=False):
+    """Remove a CA file written by install_ca (and, with prune_directory, its directory when that is then empty).
+    True when it was there."""
+    if not os.path.lexists(path):
+        return False
+    if not check_mode:
+        os.unlink(path)
+        directory = os.path.dirname(path)
+        if prune_directory and os.path.isdir(directory) and not os.listdir(directory):
+            os.rmdir(directory)
+    return True
+
+
+def trust_registry(registry, ca_cert, certs_d=DOCKER_CERTS_D, system_store_path=None, present=True, check_mode=False):
+    """registry_trust's job: the registry's CA where Docker reads it (and in the system store), or gone.
+
+    Raises ValueError (a bad registry address or CA, nothing written) or OSError.
+    """
+    problem = registry_address_problem(registry, certs_d)
+    if problem:
+        raise ValueError(problem)
+    path = docker_ca_path(registry, certs_d)
+    result = dict(path=path, docker_changed=False, system_store_changed=False)
+    if present:
+        result["docker_changed"] = install_ca(path, ca_cert, check_mode)
+        if system_store_path:
+            result["system_store_changed"] = install_ca(system_store_path, ca_cert, check_mode)
+    else:
+        result["docker_changed"] = remove_ca(path, check_mode, prune_directory=True)
+        if system_store_path:
+            result["system_store_changed"] = remove_ca(system_store_path, check_mode)
+    result["changed"] = result["docker_changed"] or result["system_store_changed"]
+    return result
+
+
+def pki_paths(params):
+    """(PKI directory, {file name: path}, path of the docker_trust CA or None)."""
+    pki_dir = params["path"].rstrip("/") or "/"
+    files = {name: os.path.join(pki_dir, name) for name in PKI_FILE_MODES}
+    trust = docker_ca_path(params["docker_trust"], params["certs_d"]) if params["docker_trust"] else None
+    return pki_dir, files, trust
+
+
+def write_pki_files(files, contents, check_mode):
+    """Write each given PKI file whose content or mode differs; returns their names. An OSError carries `written`."""
+    written = []
+    for name, content in sorted(contents.items()):
+        if name not in PKI_FILE_MODES:
+            raise ValueError("%s is not a file of the registry's PKI (%s)" % (name, ", ".join(sorted(PKI_FILE_MODES))))
+        try:
+            if (not holds(files[name], content, PKI_FILE_MODES[name])) if check_mode else write_file(files[name], content, PKI_FILE_MODES[name]):
+                written.append(name)
+        except OSError as exc:
+            exc.written = written
+            raise
+    return written
+
+
+def pki_host_side(params, check_mode):
+    """registry_pki's run on the host: make the directories, then read the files and the host's names (first run),
+    or write the files and trust the CA the action plugin decided (`_write`, `_trust_ca`)."""
+    if params["docker_trust"]:
+        problem = registry_address_problem(params["docker_trust"], params["certs_d"])
+        if problem:
+            raise ValueError("docker_trust: %s" % problem)
+    pki_dir, files, trust = pki_paths(params)
+    made = [path for path, mode in ((os.path.dirname(pki_dir), 0o755), (pki_dir, 0o700)) if ensure_directory(path, mode, check_mode)]
+    if params.get("_write") is None:
+        found = {name: read_file(path) for name, path in files.items()}
+        result = dict(changed=bool(made), made=made, files={name: value for name, value in found.items() if value is not None},
+                      trust=read_file(trust) if trust else None)
+        if params["host_dns_names"] or params["host_ip_address"]:
+            result["names"] = own_names()
+        return result
+    written = write_pki_files(files, params["_write"], check_mode)
+    trusted = bool(trust and params.get("_trust_ca") and install_ca(trust, params["_trust_ca"], check_mode))
+    return dict(changed=bool(made or written or trusted), made=made, written=written, trusted=trusted)

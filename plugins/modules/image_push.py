@@ -137,7 +137,7 @@ from ansible_collections.fleet.images.plugins.module_utils.docker_client import 
     APIError, DockerException, RequestException, connect, docker_error_message,
 )
 from ansible_collections.fleet.images.plugins.module_utils.registry import RegistryConfigError
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import ImagePushError, push_images
+from ansible_collections.fleet.images.plugins.module_utils.registry_push import ImagePushError, push_images
 
 
 def main():

@@ -13,8 +13,11 @@ description:
   - Runs (or updates, restarts, removes) a L(distribution,https://distribution.github.io/distribution/) registry
     container from an image that is already on the host (V(registry:2) by default; V(registry:3) takes the same
     configuration). The module never pulls; inside a site the image comes from the bundle with M(fleet.images.image_load).
-  - Serves TLS by default; plain HTTP only with O(tls=false). Users are written to a bcrypt htpasswd file (the only
+  - Serves TLS by default; plain HTTP only with O(registry_tls=false). Users are written to a bcrypt htpasswd file (the only
     scheme the registry accepts); a user whose password did not change keeps its existing hash.
+  - The bcrypt hashing runs on the controller (the action plugin of the same name reads the htpasswd file in a first,
+    short module run, and the Python package C(bcrypt) of the controller hashes), so the registry host needs no Python
+    package for it. With O(users) empty, or O(state=absent), there is only one module run.
   - Idempotent by fingerprint. Everything the container runs with (image ID, address and port, mounts, environment,
     restart policy, and the sha256 of the certificate, key and htpasswd B(contents)) is recorded in a label on the
     container. The container is recreated only when that fingerprint differs, so a certificate renewed in place or a
@@ -40,6 +43,9 @@ extends_documentation_fragment:
   - fleet.images.docker.actiongroup_docker
   - fleet.images.docker.attributes
 attributes:
+  action:
+    description: An action plugin on the controller hashes the passwords, then runs this module on the host.
+    support: full
   check_mode:
     support: full
     details: Runs every check and reports whether the container would be created, recreated, started or removed,
@@ -85,33 +91,37 @@ options:
       - Host directory holding the registry's storage, mounted at C(/var/lib/registry). Created (mode 0755) when absent.
       - Defaults to C(/var/lib/fleet-images/registry/<name>).
     type: path
-  tls:
+  registry_tls:
     description:
       - Serve HTTPS with O(tls_cert) and O(tls_key). V(false) serves plain HTTP, which every client then has to list in
         C(insecure-registries).
+      - Only the registry's own HTTPS. O(tls), O(ca_path), O(validate_certs), O(client_cert) and O(client_key) are the
+        connection to the Docker Engine (see above), set independently of this one.
     type: bool
     default: true
   tls_cert:
     description:
       - Server certificate (PEM, on the registry host), with any intermediate certificates after it. Mounted read-only.
       - Its subjectAltNames must cover every name and IP clients use; Docker ignores the CN.
-      - Required with O(tls=true).
+      - Required with O(registry_tls=true).
     type: path
   tls_key:
     description:
-      - Private key (PEM, on the registry host) of O(tls_cert). Mounted read-only. Required with O(tls=true).
+      - Private key (PEM, on the registry host) of O(tls_cert). Mounted read-only. Required with O(registry_tls=true).
     type: path
   tls_ca:
     description:
-      - CA certificate that signed O(tls_cert). When given, the health probe verifies the registry's certificate
-        chain with it; otherwise the probe (and only the probe) skips verification.
+      - CA certificate that signed O(tls_cert). The health probe verifies the registry's certificate chain with it,
+        or, when it is not given, with the registry host's trust store; a certificate that does not verify fails the task
+        at once (a running registry keeps serving). The probe reaches the registry on its own host, so the chain is
+        verified, not the name.
     type: path
   users:
     description:
       - Users allowed to push and pull, written as bcrypt entries to O(htpasswd_path) (mode 0600).
       - Users not in the list are removed from the file. An empty list turns authentication off.
       - A password is hashed only when it differs from the stored hash.
-      - Refused with O(tls=false) (basic authentication would send passwords in clear) unless O(allow_plain_http_auth=true).
+      - Refused with O(registry_tls=false) (basic authentication would send passwords in clear) unless O(allow_plain_http_auth=true).
     type: list
     elements: dict
     default: []
@@ -139,7 +149,7 @@ options:
     type: path
   allow_plain_http_auth:
     description:
-      - Accept O(users) with O(tls=false). Every client then sends its password in clear text over plain HTTP.
+      - Accept O(users) with O(registry_tls=false). Every client then sends its password in clear text over plain HTTP.
     type: bool
     default: false
   tls_min_version:
@@ -186,6 +196,18 @@ options:
       - Seconds to wait for C(/v2/) to answer after the container (or the candidate) started.
     type: int
     default: 60
+  _read_htpasswd:
+    description:
+      - Private, set by the action plugin of the same name only (its first run on the host reads the htpasswd file).
+        Do not set it.
+    type: bool
+  _htpasswd:
+    description:
+      - Private, set by the action plugin of the same name only (the htpasswd file it planned on the controller).
+        Do not set it.
+    type: dict
+requirements:
+  - bcrypt (the Python package, on the controller, when O(users) is given)
 notes:
   - The port check binds O(bind_address):O(port) itself when the engine is local (a C(unix://) socket), so it also sees
     processes outside Docker; with a remote engine it only looks at the engine's containers.
@@ -272,69 +294,46 @@ status:
   sample: 401
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    APIError, DockerException, RequestException, connect, docker_error_message,
+from ansible_collections.fleet.images.plugins.module_utils.registry_engine import run_module
+
+ARGUMENT_SPEC = docker_connection_args(
+    name=dict(type="str", default="registry"),
+    image=dict(type="str", default="registry:2"),
+    state=dict(type="str", choices=["present", "absent", "restarted"], default="present"),
+    port=dict(type="int", default=5000),
+    bind_address=dict(type="str", default="0.0.0.0"),
+    data_dir=dict(type="path"),
+    registry_tls=dict(type="bool", default=True),
+    tls_cert=dict(type="path"),
+    tls_key=dict(type="path", no_log=False),
+    tls_ca=dict(type="path"),
+    users=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        password=dict(type="str", required=True, no_log=True),
+    )),
+    htpasswd_path=dict(type="path"),
+    bcrypt_cost=dict(type="int", default=8),
+    allow_plain_http_auth=dict(type="bool", default=False),
+    tls_min_version=dict(type="str", choices=["1.2", "1.3"], default="1.2"),
+    read_only=dict(type="bool", default=False),
+    config_path=dict(type="path"),
+    delete_enabled=dict(type="bool", default=False),
+    restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
+    config=dict(type="dict", default={}),
+    wait_timeout=dict(type="int", default=60),
+    # Set by the registry_deploy action plugin only: read the htpasswd file, then deploy with its plan.
+    _read_htpasswd=dict(type="bool"),
+    _htpasswd=dict(type="dict", no_log=True),
 )
-from ansible_collections.fleet.images.plugins.module_utils.registry import RegistryConfigError
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import RegistryDeployError, deploy, remove
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_connection_args(
-            name=dict(type="str", default="registry"),
-            image=dict(type="str", default="registry:2"),
-            state=dict(type="str", choices=["present", "absent", "restarted"], default="present"),
-            port=dict(type="int", default=5000),
-            bind_address=dict(type="str", default="0.0.0.0"),
-            data_dir=dict(type="path"),
-            tls=dict(type="bool", default=True),
-            tls_cert=dict(type="path"),
-            tls_key=dict(type="path", no_log=False),
-            tls_ca=dict(type="path"),
-            users=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                password=dict(type="str", required=True, no_log=True),
-            )),
-            htpasswd_path=dict(type="path"),
-            bcrypt_cost=dict(type="int", default=8),
-            allow_plain_http_auth=dict(type="bool", default=False),
-            tls_min_version=dict(type="str", choices=["1.2", "1.3"], default="1.2"),
-            read_only=dict(type="bool", default=False),
-            config_path=dict(type="path"),
-            delete_enabled=dict(type="bool", default=False),
-            restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="always"),
-            config=dict(type="dict", default={}),
-            wait_timeout=dict(type="int", default=60),
-        ),
-        required_if=[("tls", True, ("tls_cert", "tls_key"))],
-        supports_check_mode=True,
-    )
-    client = connect(module)
-    name = module.params["name"]
-    try:
-        if module.params["state"] == "absent":
-            result = remove(client, module.params, module.check_mode)
-        else:
-            result = deploy(client, module.params, module.check_mode)
-    except RegistryDeployError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except RegistryConfigError as exc:
-        module.fail_json(msg=str(exc))
-    except (APIError, DockerException, RequestException) as exc:
-        module.fail_json(msg=docker_error_message(exc, "deploying the registry container %s" % name), exception=traceback.format_exc())
-    except OSError as exc:
-        module.fail_json(msg="While deploying the registry container %s: %s" % (name, exc), exception=traceback.format_exc())
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=[("registry_tls", True, ("tls_cert", "tls_key"))],
+                           supports_check_mode=True)
+    run_module(module)
 
 
 if __name__ == "__main__":

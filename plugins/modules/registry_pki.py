@@ -3,7 +3,8 @@
 # Copyright: fleet.images contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-# This module is an action plugin (plugins/action/registry_pki.py); this file holds its documentation.
+# The action plugin of the same name (plugins/action/registry_pki.py) runs on the controller and runs this
+# module on the registry host: once to read the files and the host's names, once more to write what changed.
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ description:
     host needs only Python's standard library. With nothing to change, it costs one module run on the host;
     files are written atomically, only those that change.
   - The result carries the CA certificate (public), never a key.
+  - The CA for O(docker_trust) is written by the same code as M(fleet.images.registry_trust) and
+    M(fleet.images.daemon_config) use for CA trust.
 extends_documentation_fragment:
   - fleet.images.docker.attributes
 options:
@@ -92,9 +95,19 @@ options:
       - Docker's per-registry certificate directory, for O(docker_trust).
     type: path
     default: /etc/docker/certs.d
+  _write:
+    description:
+      - Private, set by the action plugin of the same name only (the files its second run on the host writes).
+        Do not set it.
+    type: dict
+  _trust_ca:
+    description:
+      - Private, set by the action plugin of the same name only (the CA its second run trusts for O(docker_trust)).
+        Do not set it.
+    type: str
 attributes:
   action:
-    description: Runs on the controller as an action plugin, which runs M(fleet.images.registry_pki_files) on the host.
+    description: Runs on the controller as an action plugin, which runs this module on the host to read and write the files.
     support: full
   check_mode:
     support: full
@@ -107,7 +120,7 @@ author:
   - fleet.images contributors (!UNKNOWN)
 seealso:
   - module: fleet.images.registry_deploy
-  - module: fleet.images.registry_pki_files
+  - module: fleet.images.registry_trust
 """
 
 EXAMPLES = r"""
@@ -164,3 +177,30 @@ server_not_after:
   type: str
   sample: "2027-12-01T22:00:00+00:00"
 """
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import PKI_ARGUMENT_SPEC, pki_host_side
+
+
+def main():
+    # _write and _trust_ca are set by the action plugin only, for its second run (the files to write, the CA to trust).
+    module = AnsibleModule(
+        argument_spec=dict(
+            PKI_ARGUMENT_SPEC,
+            _write=dict(type="dict", no_log=True),
+            _trust_ca=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = pki_host_side(module.params, module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg="registry_pki: %s" % exc)
+    except OSError as exc:
+        module.fail_json(msg="%s: %s" % (exc.filename or module.params["path"], exc.strerror or exc), written=getattr(exc, "written", []))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

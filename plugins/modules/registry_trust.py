@@ -82,19 +82,9 @@ system_store_changed:
   type: bool
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.registry_host import docker_ca_path, install_ca, registry_address_problem
-
-
-def remove(path, check_mode):
-    if not os.path.lexists(path):
-        return False
-    if not check_mode:
-        os.unlink(path)
-    return True
+from ansible_collections.fleet.images.plugins.module_utils.registry_host import DOCKER_CERTS_D, trust_registry
 
 
 def main():
@@ -102,7 +92,7 @@ def main():
         argument_spec=dict(
             registry=dict(type="str", required=True),
             ca_cert=dict(type="str"),
-            certs_d=dict(type="path", default="/etc/docker/certs.d"),
+            certs_d=dict(type="path", default=DOCKER_CERTS_D),
             system_store_path=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
@@ -110,29 +100,14 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    problem = registry_address_problem(params["registry"], params["certs_d"])
-    if problem:
-        module.fail_json(msg=problem)
-    path = docker_ca_path(params["registry"], params["certs_d"])
-    directory = os.path.dirname(path)
-    store = params["system_store_path"]
-    result = dict(path=path, docker_changed=False, system_store_changed=False)
     try:
-        if params["state"] == "present":
-            result["docker_changed"] = install_ca(path, params["ca_cert"], module.check_mode)
-            if store:
-                result["system_store_changed"] = install_ca(store, params["ca_cert"], module.check_mode)
-        else:
-            result["docker_changed"] = remove(path, module.check_mode)
-            if os.path.isdir(directory) and not os.listdir(directory) and not module.check_mode:
-                os.rmdir(directory)
-            if store:
-                result["system_store_changed"] = remove(store, module.check_mode)
+        result = trust_registry(params["registry"], params["ca_cert"], params["certs_d"], params["system_store_path"],
+                                params["state"] == "present", module.check_mode)
     except ValueError as exc:
-        module.fail_json(msg="%s: %s" % (params["registry"], exc), **result)
+        module.fail_json(msg="%s: %s" % (params["registry"], exc))
     except OSError as exc:
-        module.fail_json(msg="%s: %s" % (exc.filename or path, exc.strerror or exc), **result)
-    module.exit_json(changed=result["docker_changed"] or result["system_store_changed"], **result)
+        module.fail_json(msg="%s: %s" % (exc.filename or params["registry"], exc.strerror or exc))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

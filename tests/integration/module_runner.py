@@ -43,3 +43,21 @@ def run_module(name, params, check_mode=False, diff=False, env=None, timeout=180
     result.setdefault("failed", proc.returncode != 0)
     result["rc"] = proc.returncode
     return result
+
+
+def run_task(directory, module, args, check_mode=False, environment=None, timeout=600):
+    """Run fleet.images.<module> as a task of a play on localhost (its action plugin included) and return
+    (the task's result, ansible-playbook's output). The play is written into `directory`."""
+    task = {"name": module, "fleet.images.%s" % module: args, "check_mode": check_mode}
+    if environment:
+        task["environment"] = environment
+    playbook = Path(directory) / ("%s-play.json" % module)
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="False")
+    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           str(playbook)], capture_output=True, text=True, env=env, check=False, timeout=timeout)
+    try:
+        return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"], done.stdout
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError("no result (rc=%s)\n%s\n%s" % (done.returncode, done.stdout, done.stderr))

@@ -21,7 +21,9 @@ import pytest
 import requests
 import trustme
 
+from module_runner import COLLECTIONS_ROOT, run_task
 from ports import free_port
+from test_docker_client import _pump, tls_engine  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 REGISTRY_IMAGE = "registry:2"
 SOCKET = "unix:///var/run/docker.sock"
@@ -285,7 +287,7 @@ def test_bad_input_fails_naming_it_and_the_registry_keeps_running(engine, make_p
     elif breakage == "bad_config":
         bad["config"] = {"auth": {"token": {"realm": "https://elsewhere"}}}
     elif breakage == "plain_http_auth":
-        bad.update(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
+        bad.update(registry_tls=False, tls_cert=None, tls_key=None, tls_ca=None)
     elif breakage == "long_password":
         bad["users"] = [{"name": "ci", "password": "x" * 73}]
     try:
@@ -353,7 +355,7 @@ def test_absent_removes_the_container_and_keeps_the_storage(engine, make_params,
 
 
 def test_plain_http_without_users_when_asked(make_params, run_module):
-    params = make_params(tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
+    params = make_params(registry_tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
     result = run_module("registry_deploy", params)
     assert not result["failed"], result
     assert result["url"].startswith("http://") and result["status"] == 200
@@ -425,14 +427,14 @@ def test_a_redeploy_with_a_setting_distribution_refuses_keeps_the_old_registry_s
 
 def test_a_new_registry_that_does_not_answer_gives_the_old_one_back(engine, make_params, run_module, tmp_path):
     """The swap itself (after a candidate passed, or with a remote engine where there is none) restores the old registry."""
-    from ansible_collections.fleet.images.plugins.module_utils import registry as reg, registry_engine as eng
+    from ansible_collections.fleet.images.plugins.module_utils import registry as reg, registry_container as eng
 
     params = make_params()
     first = run_module("registry_deploy", params)
     assert not first["failed"], first.get("msg")
     broken = tmp_path / "broken.yml"
     broken.write_text(json.dumps({"version": "0.1", "storage": {"filesystem": {}}, "log": {"level": "shouting"}}))
-    spec = reg.build_spec(dict(params, tls=True, restart_policy="always"), "ignored", str(broken))
+    spec = reg.build_spec(dict(params, registry_tls=True, restart_policy="always"), "ignored", str(broken))
     put_back = []
     old = engine.containers.get(params["name"])
     with pytest.raises(eng.RegistryDeployError) as failure:
@@ -560,8 +562,90 @@ def test_docker_inspect_holds_no_secret(engine, make_params, run_module):
 
 
 def test_basic_auth_over_plain_http_only_when_explicitly_allowed(make_params, run_module):
-    params = make_params(tls=False, tls_cert=None, tls_key=None, tls_ca=None)
+    params = make_params(registry_tls=False, tls_cert=None, tls_key=None, tls_ca=None)
     refused = run_module("registry_deploy", params)
     assert refused["failed"] and "allow_plain_http_auth" in refused["msg"], refused
     allowed = run_module("registry_deploy", dict(params, allow_plain_http_auth=True))
     assert not allowed["failed"] and allowed["status"] == 401, allowed
+
+
+# The engine connection's TLS (tls, ca_path, ...) and the registry's own HTTPS (registry_tls) are independent.
+
+
+@pytest.fixture
+def plain_tcp_engine():
+    """tcp://127.0.0.1:PORT serving the local engine's API without TLS."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve():
+        while True:
+            try:
+                client = listener.accept()[0]
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            for source, target in ((client, engine), (engine, client)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield "tcp://127.0.0.1:%d" % listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_tls_engine_connection_deploys_a_plain_http_registry(tls_engine, make_params, run_module):
+    docker_host, engine_ca, wrong_ca = tls_engine
+    params = make_params(docker_host=docker_host, tls=True, ca_path=engine_ca,
+                         registry_tls=False, users=[], tls_cert=None, tls_key=None, tls_ca=None)
+    result = run_module("registry_deploy", params)
+    assert not result["failed"], result.get("msg")
+    assert result["url"] == "http://127.0.0.1:%d" % params["port"] and result["status"] == 200
+    assert requests.get(result["url"] + "/v2/", timeout=10).status_code == 200
+    # The engine's certificate is still verified with the engine's CA, whatever the registry serves.
+    refused = run_module("registry_deploy", dict(params, ca_path=wrong_ca))
+    assert refused["failed"] and "ca_path does not verify" in refused["msg"], refused.get("msg")
+
+
+def test_a_plain_tcp_engine_connection_deploys_a_tls_registry(plain_tcp_engine, make_params, run_module):
+    params = make_params(docker_host=plain_tcp_engine)
+    result = run_module("registry_deploy", params)
+    assert not result["failed"], result.get("msg")
+    assert result["url"] == "https://127.0.0.1:%d" % params["port"] and result["status"] == 401
+    assert v2_status(params, auth=("ci", "first-password")) == 200
+
+
+# bcrypt runs on the controller: the registry host needs no Python package for the htpasswd file.
+
+
+@pytest.fixture
+def host_without_bcrypt(tmp_path):
+    """A task environment in which `import bcrypt` fails for the module on the host (the controller keeps its own)."""
+    fake = tmp_path / "no-bcrypt" / "bcrypt"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no bcrypt on this host')\n")
+    return {"PYTHONPATH": str(fake.parent)}
+
+
+def test_the_action_hashes_on_the_controller_and_keeps_unchanged_hashes(make_params, host_without_bcrypt, tmp_path, run_module):
+    params = make_params()
+    direct = run_module("registry_deploy", params, env={"PYTHONPATH": host_without_bcrypt["PYTHONPATH"] + os.pathsep + str(COLLECTIONS_ROOT)})
+    assert direct["failed"] and "Python package bcrypt is missing" in direct["msg"], direct
+    first, output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    # (the json callback's own "action" key hides the module's: changed_inputs tells what happened)
+    assert first.get("changed") and first["changed_inputs"] == ["container"] and first["status"] == 401, first
+    assert first["users"] == {"added": ["ci"], "password_changed": [], "removed": []}
+    assert "first-password" not in output
+    with open(params["htpasswd_path"]) as handle:
+        hashed = handle.read()
+    assert hashed.startswith("ci:$2b$08$")
+    assert v2_status(params, auth=("ci", "first-password")) == 200
+    again, _output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    assert not again["changed"] and again["changed_inputs"] == [] and "status" not in again, again
+    with open(params["htpasswd_path"]) as handle:
+        assert handle.read() == hashed
+    params["users"] = [{"name": "ci", "password": "second-password"}]
+    changed, _output = run_task(tmp_path, "registry_deploy", params, environment=host_without_bcrypt)
+    assert changed["recreated"] and changed["users"]["password_changed"] == ["ci"], changed
+    assert v2_status(params, auth=("ci", "second-password")) == 200

@@ -1,4 +1,4 @@
-"""registry_pki (action plugin + registry_pki_files on the host) and registry_trust, on this machine's files.
+"""registry_pki (action plugin + the registry_pki module on the host) and registry_trust, on this machine's files.
 
 The action runs through ansible-playbook with the local connection, so the host side really runs
 as a module; the PKI directory is a temporary one.
@@ -6,35 +6,21 @@ as a module; the PKI directory is a temporary one.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 from cryptography import x509
 
 from ansible_collections.fleet.images.plugins.module_utils import pki, registry_host
-from module_runner import COLLECTIONS_ROOT, run_module
+from module_runner import run_module, run_task
 
 
 def run_pki(tmp_path, check_mode=False, **options):
     args = dict(path=str(tmp_path / "config" / "pki"), common_name="registry1", dns_names=["registry1"],
                 host_dns_names=False, host_ip_address=False)
     args.update(options)
-    play = [{"hosts": "localhost", "gather_facts": False,
-             "tasks": [{"name": "pki", "fleet.images.registry_pki": args, "check_mode": check_mode}]}]
-    playbook = tmp_path / "pki.yml"
-    playbook.write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="False")
-    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
-                           str(playbook)], capture_output=True, text=True, env=env, check=False, timeout=300)
-    try:
-        return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"], done.stdout
-    except (ValueError, KeyError, IndexError):
-        raise AssertionError("no result (rc=%s)\n%s\n%s" % (done.returncode, done.stdout, done.stderr))
+    return run_task(tmp_path, "registry_pki", args, check_mode=check_mode)
 
 
 def mode_of(path):
@@ -91,6 +77,24 @@ def test_a_bad_address_fails_with_the_option_named_and_writes_nothing(tmp_path):
     result, _output = run_pki(tmp_path, ip_addresses=["registry1"])
     assert result["failed"] and "'registry1' is not an IP address" in result["msg"]
     assert os.listdir(tmp_path / "config" / "pki") == []
+
+
+def test_docker_trust_writes_the_ca_once_in_the_same_runs(tmp_path):
+    certs_d = tmp_path / "certs.d"
+    options = dict(docker_trust="registry1:5000", certs_d=str(certs_d))
+    predicted, _output = run_pki(tmp_path, check_mode=True, **options)
+    assert predicted["trusted"] and not certs_d.exists()
+    first, _output = run_pki(tmp_path, **options)
+    trusted = certs_d / "registry1:5000" / "ca.crt"
+    assert first["trusted"] and trusted.read_text() == first["ca_cert"] == (tmp_path / "config" / "pki" / "ca.crt").read_text()
+    assert mode_of(trusted) == 0o644 and "ca.crt" in first["written"]
+    again, _output = run_pki(tmp_path, **options)
+    assert not again["changed"] and not again["trusted"]
+    trusted.write_text("stale\n")
+    fixed, _output = run_pki(tmp_path, **options)
+    assert fixed["changed"] and fixed["trusted"] and fixed["written"] == [] and trusted.read_text() == first["ca_cert"]
+    bad, _output = run_pki(tmp_path, docker_trust="https://registry1:5000/", certs_d=str(certs_d))
+    assert bad["failed"] and "docker_trust" in bad["msg"] and "is not HOST:PORT" in bad["msg"]
 
 
 @pytest.fixture()

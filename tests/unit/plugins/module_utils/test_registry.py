@@ -32,7 +32,7 @@ PARAMS = {
     "bind_address": "0.0.0.0",
     "port": 5000,
     "data_dir": "/var/lib/fleet-images/registry/registry",
-    "tls": True,
+    "registry_tls": True,
     "tls_cert": "/etc/pki/server.crt",
     "tls_key": "/etc/pki/server.key",
     "restart_policy": "always",
@@ -43,9 +43,9 @@ DIGESTS = {"tls_cert": "sha256:" + "c" * 64, "tls_key": "sha256:" + "k" * 64, "h
 
 def inputs_for(params=None, digests=None, config=None, users=("ci",), image_id="sha256:" + "1" * 64, delete_enabled=False):
     params = dict(PARAMS, **(params or {}))
-    rendered = render_config(config or {}, params["tls"], bool(users), delete_enabled, "registry registry")
+    rendered = render_config(config or {}, params["registry_tls"], bool(users), delete_enabled, "registry registry")
     spec = build_spec(params, image_id, CONFIG_PATH, "/etc/fleet-images/registry/registry/htpasswd" if users else None)
-    return spec_inputs(spec, dict(DIGESTS, **(digests or {})), list(users), params["tls"], delete_enabled, rendered, config or {})
+    return spec_inputs(spec, dict(DIGESTS, **(digests or {})), list(users), params["registry_tls"], delete_enabled, rendered, config or {})
 
 
 # The configuration file
@@ -104,7 +104,7 @@ def test_config_values_distribution_cannot_take_are_refused(config, message):
 @pytest.mark.parametrize(
     "config, option",
     [
-        ({"http": {"tls": {"certificate": "/x"}}}, "tls, tls_cert, tls_key and tls_min_version"),
+        ({"http": {"tls": {"certificate": "/x"}}}, "registry_tls, tls_cert, tls_key and tls_min_version"),
         ({"http": {"tls": {"minimumtls": "tls1.0"}}}, "tls_min_version"),
         ({"http": {"addr": ":6000"}}, "port and bind_address"),
         ({"auth": {"htpasswd": {"path": "/x"}}}, "users"),
@@ -201,7 +201,7 @@ def test_spec_mounts_files_read_only_and_storage_read_write():
         (registry.HTPASSWD_MOUNT, True),
     ]
     assert spec["command"] == ["serve", registry.CONFIG_MOUNT] and "env" not in spec
-    plain = build_spec(dict(PARAMS, tls=False), "sha256:1", CONFIG_PATH)
+    plain = build_spec(dict(PARAMS, registry_tls=False), "sha256:1", CONFIG_PATH)
     assert [m["target"] for m in plain["mounts"]] == [registry.DATA_MOUNT, registry.CONFIG_MOUNT]
 
 

@@ -9,14 +9,14 @@ import pytest
 import trustme
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
-from ansible_collections.fleet.images.plugins.module_utils.registry_engine import (
+from ansible_collections.fleet.images.plugins.module_utils.registry_container import (
     RegistryDeployError,
     addresses_overlap,
-    check_tls_pair,
     engine_probe_host,
     is_local_engine,
     published_ports,
 )
+from ansible_collections.fleet.images.plugins.module_utils.registry_engine import check_tls_pair
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_missing_file_is_named(pair, which):
 
 
 def test_no_path_given_says_which_option(pair):
-    with pytest.raises(RegistryDeployError, match="tls=true needs tls_key"):
+    with pytest.raises(RegistryDeployError, match="registry_tls=true needs tls_key"):
         check_tls_pair(pair[0], None, [])
 
 

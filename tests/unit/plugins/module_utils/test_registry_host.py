@@ -76,3 +76,25 @@ def test_pem_certificates_are_told_from_other_text():
     assert not registry_host.looks_like_pem_certificate("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----")
     assert not registry_host.looks_like_pem_certificate("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
     assert not registry_host.looks_like_pem_certificate("")
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2E=\n-----END CERTIFICATE-----\n"
+
+
+def test_untrusting_removes_the_certs_d_directory_but_never_the_system_store_directory(tmp_path):
+    certs_d, store = tmp_path / "certs.d", tmp_path / "ca-certificates" / "site.crt"
+    store.parent.mkdir()
+    trusted = registry_host.trust_registry("registry1:5000", CA, str(certs_d), str(store))
+    assert trusted["changed"] and (certs_d / "registry1:5000" / "ca.crt").read_text() == CA == store.read_text()
+    gone = registry_host.trust_registry("registry1:5000", None, str(certs_d), str(store), present=False)
+    assert gone == dict(path=str(certs_d / "registry1:5000" / "ca.crt"), docker_changed=True, system_store_changed=True, changed=True)
+    assert not (certs_d / "registry1:5000").exists() and not store.exists()
+    assert store.parent.is_dir() and certs_d.is_dir()
+
+
+def test_the_pki_host_side_refuses_a_file_outside_the_pki(tmp_path):
+    params = dict(path=str(tmp_path / "pki"), docker_trust="", certs_d=str(tmp_path / "certs.d"), host_dns_names=False,
+                  host_ip_address=False, _write={"../evil": "x"}, _trust_ca=None)
+    with pytest.raises(ValueError, match="is not a file of the registry's PKI"):
+        registry_host.pki_host_side(params, False)
+    assert os.listdir(tmp_path / "pki") == []
