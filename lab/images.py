@@ -94,10 +94,11 @@ RECIPES = {
         {"docker_env": TRIXIE_DOCKER_ENV},
     ),
     "base": Recipe("base", ("fleet-lab/base:bookworm",), "bookworm", (), ('CMD ["/bin/bash"]',)),
-    # The execution environment's base (ee/): Python and pip from Debian, SSH to reach the hosts.
+    # The execution environment's base (ee/): Python, pip and ensurepip (python3-venv, which
+    # ansible-builder calls) from Debian, SSH to reach the hosts.
     # ansible-builder puts ansible-core and the collection's Python packages on it from local wheels.
     "ee-base": Recipe(
-        "ee-base", ("fleet-lab/ee-base:bookworm",), "bookworm", ("python3", "python3-pip", "openssh-client", "ca-certificates"),
+        "ee-base", ("fleet-lab/ee-base:bookworm",), "bookworm", ("python3", "python3-pip", "python3-venv", "openssh-client", "ca-certificates"),
         ('CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"),
     ),
     "registry": Recipe(
