@@ -94,6 +94,11 @@ def test_changelog_has_the_release_galaxy_yml_names():
     release = changes["releases"][GALAXY["version"]]
     assert release["changes"]["release_summary"] and release["modules"]
     assert "\nv%s\n" % GALAXY["version"] in (REPO_ROOT / "CHANGELOG.rst").read_text()
+    # Nothing has been published yet: every fragment belongs to this release.
+    fragments = {p.name for p in (REPO_ROOT / "changelogs" / "fragments").glob("*.yml")}
+    missing = fragments - set(release["fragments"])
+    assert not missing, "fragments not in release %s: %s; run antsibull-changelog release --version %s --update-existing" % (
+        GALAXY["version"], sorted(missing), GALAXY["version"])
 
 
 def test_introspection_lists_exactly_what_the_controller_side_needs():
