@@ -29,10 +29,15 @@ PLAY = """- name: Use the installed collection
 
 SCRIPT = """set -e
 cd /tmp
-ansible-galaxy collection install --offline /in/fleet-images.tar.gz -p /tmp/collections
-! ansible-galaxy collection list community.crypto 2>/dev/null | grep -q community.crypto
-ANSIBLE_COLLECTIONS_PATH=/tmp/collections ansible-doc -t module fleet.images.image_load | head -1
-ANSIBLE_COLLECTIONS_PATH=/tmp/collections ansible-playbook -i localhost, /in/play.yml
+# No collection but this one anywhere on this controller (community.crypto included).
+ansible-galaxy collection list --format json | python3 -c 'import json, sys
+names = {n for found in json.load(sys.stdin).values() for n in found if not n.startswith("ansible.")}
+assert names == {"fleet.images"}, names'
+# A controller's own collections directory, empty: the documented command, nothing else.
+export ANSIBLE_COLLECTIONS_PATH=/tmp/collections
+ansible-galaxy collection install --offline /in/fleet-images.tar.gz
+ansible-doc -t module fleet.images.image_load | head -1
+ansible-playbook -i localhost, /in/play.yml
 """
 
 
