@@ -68,7 +68,7 @@ def test_tarball_ships_the_licence_and_no_cache_or_lab_bound_test(tarball):
         python_files = [archive.extractfile(m).read().decode() for m in archive.getmembers() if m.name.endswith(".py")]
     assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 3, 29 June 2007" in licence
     assert manifest["collection_info"]["license"] == ["GPL-3.0-or-later"]
-    assert not [n for n in names if set(n.split("/")) & CACHES or n.startswith(("tests", "lab", "changelogs/fragments"))]
+    assert not [n for n in names if set(n.split("/")) & CACHES or n.startswith(("tests", "lab", "ee/", "changelogs/fragments"))]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Nothing shipped imports what is not shipped.
     assert not [text for text in python_files if re.search(r"^\s*(import lab|from lab)\b", text, re.MULTILINE)]
