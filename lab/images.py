@@ -94,13 +94,20 @@ RECIPES = {
         {"docker_env": TRIXIE_DOCKER_ENV},
     ),
     "base": Recipe("base", ("fleet-lab/base:bookworm",), "bookworm", (), ('CMD ["/bin/bash"]',)),
+    # The execution environment's base (ee/): Python, pip and ensurepip (python3-venv, which
+    # ansible-builder calls) from Debian, SSH to reach the hosts.
+    # ansible-builder puts ansible-core and the collection's Python packages on it from local wheels.
+    "ee-base": Recipe(
+        "ee-base", ("fleet-lab/ee-base:bookworm",), "bookworm", ("python3", "python3-pip", "python3-venv", "openssh-client", "ca-certificates"),
+        ('CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"),
+    ),
     "registry": Recipe(
         "registry", ("registry:2",), "bookworm", ("docker-registry",),
         ('ENTRYPOINT ["/bin/registry"]', 'CMD ["serve", "/etc/docker/registry/config.yml"]', "EXPOSE 5000/tcp", 'VOLUME ["/var/lib/registry"]'),
         {"config": REGISTRY_CONFIG},
     ),
 }
-DEFAULT_ORDER = ["base", "registry", "host-bookworm", "host-trixie"]
+DEFAULT_ORDER = ["base", "registry", "host-bookworm", "host-trixie", "ee-base"]
 
 
 def debian_mirror():
