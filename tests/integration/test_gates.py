@@ -106,6 +106,6 @@ def test_introspection_lists_exactly_what_the_controller_side_needs():
     assert proc.returncode == 0, proc.stderr
     found = yaml.safe_load(proc.stdout.split("---", 1)[1])
     names = [re.split(r"[<>=!~ ]", line, maxsplit=1)[0] for line in found["python"]]
-    assert names == ["docker", "requests", "zstandard", "cryptography"]
+    assert names == ["docker", "requests", "zstandard", "cryptography", "bcrypt"]
     assert all(line.endswith("# from collection fleet.images") for line in found["python"])
     assert found["system"] == []
