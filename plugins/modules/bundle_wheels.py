@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: bundle_wheels
 short_description: Record a bundle's Python wheels in its bundle.json and SHA256SUMS
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists every regular C(.whl) file in the bundle's C(wheels/) directory in C(bundle.json) (a C(wheels) list of
     C(file), C(size) and C(sha256)) and in C(SHA256SUMS), so that C(sha256sum -c SHA256SUMS),

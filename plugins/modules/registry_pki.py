@@ -11,7 +11,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: registry_pki
 short_description: Keep a registry's own CA and TLS server certificate right, on its host
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Keeps, in a directory of the registry host, an EC P-256 CA key and self-signed CA certificate
     (C(ca.key), C(ca.crt)) and a server key and certificate signed by that CA (C(server.key), C(server.crt))

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: registry_trust
 short_description: Make Docker trust a registry's CA
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes a registry's CA certificate where Docker looks for it, C(CERTS_D/HOST:PORT/ca.crt) (mode 0644,
     directory 0755, owned by root). Docker reads it at each connection to that registry, so no restart is needed.

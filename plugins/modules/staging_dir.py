@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: staging_dir
 short_description: Make or check a host's root-only staging directory, and remove what killed runs left there
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Makes sure O(path) is a directory only the user the module runs as (root) can use, before anything is
     copied into it, read from it, loaded or installed. Every parent must be a real directory (no symbolic link)

@@ -8,9 +8,6 @@ import os
 EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
 JOBS = [os.path.join(EPHEMERAL, "awx", job, "artifacts") for job in ("site-job", "site-check-job")]
 PASSWORD = "fe-ee-RegPass-4b1d07"
-# The one warning a green site run prints today: the offline_images role's run_once tasks in the
-# site playbook's free-strategy play (issue 11, offline_images slice). Nothing else may warn.
-KNOWN_WARNING = "[WARNING]: Using run_once with the free strategy is not currently supported."
 
 
 def test_docker_host_has_the_bundle_image(host):
@@ -39,7 +36,7 @@ def test_job_artifacts_show_success_and_no_secret():
         with open(os.path.join(run, "stdout")) as handle:
             stdout = handle.read()
         assert PASSWORD not in stdout and "PLAY RECAP" in stdout
-        assert "WARNING" not in stdout.replace(KNOWN_WARNING, "") and "ERROR" not in stdout
+        assert "WARNING" not in stdout and "ERROR" not in stdout
         events = [json.load(open(path)) for path in glob.glob(os.path.join(run, "job_events", "*.json"))]
         assert not [e for e in events if PASSWORD in json.dumps(e)]
         tasks = {e["event_data"].get("task") for e in events if e["event"] == "runner_on_ok"}
