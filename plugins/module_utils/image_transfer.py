@@ -38,6 +38,7 @@ except ImportError:  # the modules report the missing SDK through docker_client.
 
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import fsync_directory
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.compression import (
@@ -310,9 +311,9 @@ def claim_entry(manifest, group, attrs, claimed):
         for entry in manifest["images"]:
             if entry.get("image_id") == attrs["Id"] and not any(entry is other for other in claimed):
                 return entry
-    owned = {bundle.normalize_reference(reference) for reference in group}
+    owned = {image_ref.normalize(reference) for reference in group}
     for entry in manifest["images"]:
-        names = {bundle.normalize_reference(reference) for reference in entry["references"]}
+        names = {image_ref.normalize(reference) for reference in entry["references"]}
         if names and names <= owned and not any(entry is other for other in claimed):
             return entry
     return None
@@ -337,8 +338,8 @@ def free_file_name(manifest, reference, compression, attrs):
 def tags_of(references):
     tags = []
     for reference in references:
-        if bundle.is_tag_reference(reference):
-            tag = bundle.normalize_reference(reference)
+        if image_ref.is_tag(reference):
+            tag = image_ref.normalize(reference)
             if tag not in tags:
                 tags.append(tag)
     return tags
@@ -431,7 +432,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
     if threads is None:
         threads = default_compression_threads()
     for reference in references:
-        bundle.check_reference(reference)
+        image_ref.check(reference)
     if compression == "zstd":
         require_zstd()
     manifest_file = bundle.manifest_path(dest)
@@ -454,7 +455,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             attrs, note = resolve_image(client, reference, pull, platform, check_mode, engine_name)
             resolved.append((reference, attrs, note))
         groups = group_references(resolved)
-        requested = {bundle.normalize_reference(reference) for reference in references}
+        requested = {image_ref.normalize(reference) for reference in references}
 
         # Which existing entry each image takes over; a reference asked for now leaves any other entry.
         claims = []
@@ -464,8 +465,8 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
         for entry in list(manifest["images"]):
             if any(entry is claim for claim in claims):
                 continue
-            entry["references"] = [ref for ref in entry["references"] if bundle.normalize_reference(ref) not in requested]
-            entry["tags"] = [tag for tag in entry.get("tags") or [] if bundle.normalize_reference(tag) not in requested]
+            entry["references"] = [ref for ref in entry["references"] if image_ref.normalize(ref) not in requested]
+            entry["tags"] = [tag for tag in entry.get("tags") or [] if image_ref.normalize(tag) not in requested]
             if not entry["references"]:
                 manifest["images"].remove(entry)
                 obsolete_files.append(entry["file"])
@@ -475,7 +476,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
         for (_key, attrs, group, note), old in zip(groups, claims):
             reason = save_reason(old, attrs, compression, dest, force) if attrs else "it must be pulled first"
             merged = list(group) + [ref for ref in (old or {}).get("references", [])
-                                    if bundle.normalize_reference(ref) not in requested and ref not in group]
+                                    if image_ref.normalize(ref) not in requested and ref not in group]
             if reason is None:
                 entry = build_entry(old, merged, attrs, old["file"], compression, None)
             else:
@@ -485,7 +486,7 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
                              "file": file_name, "compression": compression, "size": "(known once written)",
                              "sha256": "(computed while writing)"}
                 else:
-                    name = next((ref for ref in group if bundle.is_tag_reference(ref)), group[0])
+                    name = next((ref for ref in group if image_ref.is_tag(ref)), group[0])
                     new_path = bundle.resolve_file(dest, file_name)
                     measured = save_one(client, name, attrs, new_path, compression, level, threads, engine_name)
                     entry = build_entry(old, merged, attrs, file_name, compression, measured)
@@ -658,9 +659,9 @@ def restore_tags(client, image_id, tags):
         current = inspect_image(client, tag)
         if current is not None and current.get("Id") == image_id:
             continue
-        repository, name, _digest = bundle.split_reference(tag)
+        repository, name = image_ref.repository_and_tag(tag)
         try:
-            client.api.tag(image_id, repository, name or "latest", force=True)
+            client.api.tag(image_id, repository, name, force=True)
         except APIError as exc:
             raise TransferError("the Docker Engine refused to tag %s as %s: %s" % (image_id, tag, getattr(exc, "explanation", None) or exc)) from exc
         done.append(tag)

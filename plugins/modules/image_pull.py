@@ -136,6 +136,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.images.plugins.module_utils import image_archive, image_transfer, registry
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
@@ -148,14 +149,6 @@ try:
     from docker.errors import DockerException, ImageNotFound
 except ImportError:
     DockerException = ImageNotFound = Exception
-
-
-def split_tag(reference):
-    """(repository, tag) of a name:tag reference, as docker tag takes them."""
-    repository, separator, tag = reference.rpartition(":")
-    if not separator or not repository or "/" in tag:
-        return reference, "latest"
-    return repository, tag
 
 
 def entry_problem(image):
@@ -191,7 +184,7 @@ def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode, e
     if action == "tag":
         if not check_mode:
             for bundle_tag in tags_to_set:
-                client.api.tag(present_id, *split_tag(bundle_tag))
+                client.api.tag(present_id, *image_ref.repository_and_tag(bundle_tag))
         return "tagged", {"reference": reference, "image_id": present_id, "tags": tags_to_set}
     # The same name the registry role pushed the image under (module_utils/registry.py).
     tag, source = registry.target_reference(reference, site_registry, mirror_namespace)[1:]
@@ -209,7 +202,7 @@ def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode, e
         raise ValueError("the site registry served %s as %s, but the bundle holds %s for %s: was another image pushed under "
                          "that name? Push the bundle again (registry role)." % (source, got, " or ".join(identity), reference))
     for bundle_tag in tags_to_set:
-        client.api.tag(got, *split_tag(bundle_tag))
+        client.api.tag(got, *image_ref.repository_and_tag(bundle_tag))
     if source not in tags_to_set:
         client.api.remove_image(source, noprune=True)
     record["image_id"] = got

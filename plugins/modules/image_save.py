@@ -241,6 +241,7 @@ from ansible_collections.fleet.images.plugins.module_utils.docker_client import 
     docker_host_from,
 )
 from ansible_collections.fleet.images.plugins.module_utils.image_transfer import TransferError, save_images
+from ansible_collections.fleet.images.plugins.module_utils.reference import InvalidReference
 
 
 def main():
@@ -270,7 +271,7 @@ def main():
             pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
             check_mode=module.check_mode, engine_name=docker_host_from(params),
         )
-    except (TransferError, BundleError, CompressionError) as exc:
+    except (TransferError, BundleError, CompressionError, InvalidReference) as exc:
         module.fail_json(msg=str(exc), dest=dest)
     except (DockerException, RequestException) as exc:
         module.fail_json(msg=docker_error_message(exc, "saving images into %s" % dest), dest=dest, exception=traceback.format_exc())

@@ -9,16 +9,6 @@ from ansible_collections.fleet.images.plugins.modules import image_pull
 GOOD = {"references": ["nginx:1.25"], "tags": ["nginx:1.25"], "image_id": "sha256:" + "a" * 64}
 
 
-@pytest.mark.parametrize("reference, expected", [
-    ("nginx:1.25", ("nginx", "1.25")),
-    ("nginx", ("nginx", "latest")),
-    ("registry.example.com:5000/team/app:2.1", ("registry.example.com:5000/team/app", "2.1")),
-    ("registry.example.com:5000/team/app", ("registry.example.com:5000/team/app", "latest")),
-])
-def test_split_tag_keeps_a_registry_port_in_the_repository(reference, expected):
-    assert image_pull.split_tag(reference) == expected
-
-
 @pytest.mark.parametrize("entry, problem", [
     (GOOD, None),
     (dict(GOOD, references=[]), "needs references"),
