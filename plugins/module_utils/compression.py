@@ -10,7 +10,6 @@ that says what to install. Nothing here holds more than one chunk of an image in
 
 from __future__ import annotations
 
-import collections
 import gzip
 import os
 import shutil
@@ -40,8 +39,9 @@ TAR_MAGIC_OFFSET = 257
 DETECT_BYTES = 512
 
 READ_SIZE = 4 * 1024 * 1024
-# Compressed bytes handed to the zstd decompressor at a time (its output is bounded by blocks).
+# Compressed bytes the zstd decompressor reads at a time, and the most plain bytes one read returns.
 RAW_PIECE = 1024 * 1024
+MAX_ZSTD_READ = 512 * 1024
 
 
 class CompressionError(Exception):
@@ -213,159 +213,29 @@ def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=Non
     return _ZstdCliWriter(sink, level, threads)
 
 
-class ZstdFrameWalker:
-    """Follows the structure of a zstd stream (RFC 8878) without decompressing it.
-
-    feed(data) returns `data` cut into pieces ``("data", bytes)`` and frame ends ``("end", b"")``.
-    A data piece spans at most `max_blocks` block ends; a block decompresses to 128 KiB at most,
-    so whatever the compression ratio, decompressing one piece yields a bounded amount. finish()
-    raises CompressionError when the stream stops inside a frame, which zstandard's decompressor
-    does not report.
-    """
-
-    def __init__(self, max_blocks=4):
-        self.max_blocks = max_blocks
-        self.offset = 0
-        self._state = "magic"
-        self._need = 4
-        self._header = bytearray()
-        self._header_start = 0
-        self._payload = 0
-        self._checksum = False
-        self._last_block = False
-        self._blocks = 0
-
-    def feed(self, data):
-        pieces = []
-        start = 0
-        position = 0
-        length = len(data)
-        # an empty block or skippable frame ends without consuming a byte: handle it even at the end
-        while position < length or (self._state in ("payload", "checksum", "skippable") and not self._payload):
-            if self._state in ("payload", "checksum", "skippable"):
-                take = min(self._payload, length - position)
-                position += take
-                self._payload -= take
-                if self._payload:
-                    continue
-                if self._state == "payload" and not self._last_block:
-                    self._blocks += 1
-                    if self._blocks >= self.max_blocks:
-                        pieces.append(("data", data[start:position]))
-                        start = position
-                        self._blocks = 0
-                    self._expect("block", 3)
-                elif self._state == "payload" and self._checksum:
-                    self._state = "checksum"
-                    self._payload = 4
-                else:
-                    pieces.append(("data", data[start:position]))
-                    pieces.append(("end", b""))
-                    start = position
-                    self._expect("magic", 4)
-                continue
-            if not self._header:
-                self._header_start = self.offset + position
-            take = min(self._need - len(self._header), length - position)
-            self._header += data[position:position + take]
-            position += take
-            if len(self._header) == self._need:
-                self._parse_header()
-        if start < length:
-            pieces.append(("data", data[start:]))
-        self.offset += length
-        return pieces
-
-    def _expect(self, state, need):
-        self._state = state
-        self._need = need
-        self._header = bytearray()
-
-    def _corrupt(self, what):
-        raise CompressionError("the zstd stream is corrupt: %s at byte %d" % (what, self._header_start))
-
-    def _parse_header(self):
-        header = self._header
-        if self._state == "magic":
-            if bytes(header) == b"\x28\xb5\x2f\xfd":
-                self._state = "descriptor"
-                self._need = 5
-                self._blocks = 0
-            elif 0x50 <= header[0] <= 0x5F and bytes(header[1:4]) == b"\x2a\x4d\x18":
-                self._state = "skippable_size"
-                self._need = 8
-            else:
-                self._corrupt("no frame starts (found %s)" % bytes(header).hex())
-        elif self._state == "skippable_size":
-            self._state = "skippable"
-            self._payload = int.from_bytes(header[4:8], "little")
-            self._header = bytearray()
-        elif self._state == "descriptor":
-            descriptor = header[4]
-            if descriptor & 0x08:
-                self._corrupt("reserved bit set in a frame header")
-            single_segment = bool(descriptor & 0x20)
-            rest = (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03] + (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-            self._checksum = bool(descriptor & 0x04)
-            if rest:
-                self._state = "frame_header"
-                self._need = 5 + rest
-            else:
-                self._expect("block", 3)
-        elif self._state == "frame_header":
-            self._expect("block", 3)
-        elif self._state == "block":
-            value = int.from_bytes(header, "little")
-            block_type = (value >> 1) & 3
-            if block_type == 3:
-                self._corrupt("reserved block type")
-            self._last_block = bool(value & 1)
-            self._state = "payload"
-            self._header = bytearray()
-            self._payload = 1 if block_type == 1 else value >> 3
-
-    def finish(self):
-        """Raise CompressionError unless the stream ended exactly at the end of a frame."""
-        if self._state != "magic" or self._header:
-            raise CompressionError("the zstd stream ends in the middle of a frame after %d bytes (the file is truncated)" % self.offset)
-
-
 class _ZstdPythonReader:
     """Decompresses every frame of a zstd file (zstd -T and concatenated files write several).
 
-    The input is cut at block boundaries (ZstdFrameWalker) and decompressed one piece per read,
-    so a read never returns more than a few MB, even from layers of zeros that compress a
-    thousandfold.
+    zstandard's stream reader returns at most the size asked for; reads are capped at
+    MAX_ZSTD_READ, so even layers of zeros that compress a thousandfold never fill the memory.
+    The library does not notice a stream cut inside a frame: the checksum checked before any
+    read, and the tar reader's demand for the archive's end marker, catch a truncated file.
     """
 
     def __init__(self, handle):
         self._handle = handle
-        self._decompressor = zstandard.ZstdDecompressor()
-        self._current = self._decompressor.decompressobj()
-        self._walker = ZstdFrameWalker()
-        self._pieces = collections.deque()
+        self._reader = zstandard.ZstdDecompressor().stream_reader(handle, read_size=RAW_PIECE, read_across_frames=True, closefd=False)
 
     def read(self, size=READ_SIZE):
-        while True:
-            if not self._pieces:
-                raw = self._handle.read(RAW_PIECE)
-                if not raw:
-                    self._walker.finish()
-                    return b""
-                self._pieces.extend(self._walker.feed(raw))
-                continue
-            kind, piece = self._pieces.popleft()
-            if kind == "end":
-                self._current = self._decompressor.decompressobj()
-                continue
-            try:
-                output = self._current.decompress(piece)
-            except zstandard.ZstdError as exc:
-                raise CompressionError("the zstd stream is corrupt: %s" % exc) from exc
-            if output:
-                return output
+        if size is None or size < 0 or size > MAX_ZSTD_READ:
+            size = MAX_ZSTD_READ
+        try:
+            return self._reader.read(size)
+        except zstandard.ZstdError as exc:
+            raise CompressionError("the zstd stream is corrupt: %s" % exc) from exc
 
     def close(self):
+        self._reader.close()
         self._handle.close()
 
 
