@@ -21,6 +21,8 @@ import socket
 import struct
 import tempfile
 
+from ansible.module_utils.common.text.formatters import bytes_to_human
+
 try:
     from docker.errors import APIError, NotFound
 except ImportError:  # the modules report the missing SDK through docker_client.connect
@@ -603,17 +605,8 @@ def space_shortfall(needed, free, keep_free):
     if free - needed >= keep_free:
         return None
     return "needs about %d bytes (%s)%s, but %d bytes (%s) are free" % (
-        needed, human(needed), " and keep_free asks to leave %d bytes (%s) free" % (keep_free, human(keep_free)) if keep_free else "",
-        free, human(free))
-
-
-def human(size):
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
-        value /= 1024.0
-    return "%d B" % size
+        needed, bytes_to_human(needed), " and keep_free asks to leave %d bytes (%s) free" % (keep_free, bytes_to_human(keep_free)) if keep_free else "",
+        free, bytes_to_human(free))
 
 
 def expected_uncompressed(entry, path):

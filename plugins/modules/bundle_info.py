@@ -129,7 +129,7 @@ images:
       sha256: 9b2c...
       compression: zstd
       verified: false
-      summary: "nginx:1.25: images/nginx_1.25-0123456789ab.tar.zst, 71234567 bytes, zstd"
+      summary: "nginx:1.25: images/nginx_1.25-0123456789ab.tar.zst, 67.94 MB, zstd"
 references:
   description:
     - Every reference of every image in the bundle (as recorded, and as the engine lists it, for example
