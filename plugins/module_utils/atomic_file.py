@@ -57,22 +57,30 @@ def atomic_write(path, data, mode=0o644):
                 return False
     except FileNotFoundError:
         pass
-    fsync_directory(_write_then_rename(path, data, mode, os.path.basename(path)))
+    with atomic_stream(path, mode) as handle:
+        handle.write(data)
     return True
 
 
-def _write_then_rename(destination, data, mode, temp_name):
-    """write_temp() beside `destination`, then rename it over `destination`; no temporary file survives a
-    failure. Returns the directory."""
-    directory = os.path.dirname(os.path.abspath(destination))
-    temp_path = write_temp(directory, temp_name, data, mode)
+@contextlib.contextmanager
+def atomic_stream(path, mode=0o644, temp_name=None):
+    """A binary file to write `path`'s new content into, however large: when the block ends without an
+    error it is fsynced and renamed over `path` (then the directory is fsynced); when it fails, it is
+    removed. Its name is `.<temp_name or name>.<random>.tmp`, in `path`'s directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(prefix=".%s." % (temp_name or os.path.basename(path)), suffix=".tmp", dir=directory)
     try:
-        os.replace(temp_path, destination)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_path, mode)
+        os.replace(temp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
-    return directory
+    fsync_directory(directory)
 
 
 def _temp_pattern(path):
@@ -111,7 +119,8 @@ def backup_copy(path):
         mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
     destination = "%s.%s.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime()))
     # the temporary file is named after `path`, so remove_stale_temps(path) also finds an interrupted copy's
-    _write_then_rename(destination, data, mode, os.path.basename(path))
+    with atomic_stream(destination, mode, temp_name=os.path.basename(path)) as handle:
+        handle.write(data)
     return destination
 
 

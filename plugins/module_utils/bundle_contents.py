@@ -110,6 +110,7 @@ def read_bundle(bundle_dir, references, verify):
         raise bundle.BundleError("bundle %s failed its check: %s" % (bundle_dir, "; ".join(problems)))
     images_size = sum(entry["size"] for entry in selected)
     return dict(
+        bundle=bundle_dir,
         path=bundle_dir,
         format_version=manifest["version"],
         images=images,

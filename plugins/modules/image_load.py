@@ -61,7 +61,7 @@ options:
   bundle:
     description:
       - The bundle directory (with C(bundle.json), C(SHA256SUMS) and C(images/)).
-      - Exactly one of O(bundle) and O(path) is required.
+      - Exactly one of O(bundle), O(path) and O(entries) is required.
     type: path
   path:
     description:
@@ -70,6 +70,17 @@ options:
         count and the size of its JSON documents) to learn which images it holds before deciding whether to load it;
         with a bundle, no read is needed to skip an image.
     type: path
+  entries:
+    description:
+      - The bundle's images as M(fleet.images.bundle_info) returns them (its C(images) list, as it is), instead of
+        O(bundle), to learn what each image needs before anything is copied to the host.
+      - Only in check mode (the task keyword C(check_mode) set to V(true)); the engine is asked, by the same identity rule as a
+        load, and no file is read or needed on the host. Each image comes back in RV(images) with C(action)
+        V(skipped) (present), V(tagged) (present, lacks tags) or V(loaded) (its tarball is needed), and
+        RV(load_files) and RV(tag_files) list the tarballs.
+      - Replaces the former module C(fleet.images.bundle_image_info).
+    type: list
+    elements: dict
   sha256:
     description:
       - The expected sha256 of O(path), as 64 hex digits, optionally prefixed with V(sha256:).
@@ -235,38 +246,10 @@ msg:
   sample: loaded 1, tagged 0, skipped 2 image(s)
 """
 
-import os
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle
-from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
-from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.bundle_load import run_module
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    DockerException,
-    RequestException,
-    connect,
-    docker_error_message,
-    docker_host_from,
-)
-from ansible_collections.fleet.images.plugins.module_utils.image_transfer import Loader, TransferError
-
-
-def summary_of(result):
-    return {key: result[key] for key in ("references", "tags", "id", "file")}
-
-
-def tag_map(loader, after):
-    """{tag (or reference): image ID, or None when absent} for the diff, before or after this run."""
-    state = {}
-    for result in loader.results:
-        for name in result["tags"] or result["references"]:
-            before = loader.seen.get(name)
-            state[name] = result["id"] if after and result["action"] != "failed" else before
-    return state
 
 
 def main():
@@ -274,67 +257,18 @@ def main():
         argument_spec=docker_connection_args(
             bundle=dict(type="path"),
             path=dict(type="path"),
+            entries=dict(type="list", elements="dict"),
             sha256=dict(type="str"),
             images=dict(type="list", elements="str", default=[]),
             verify=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
             keep_free=dict(type="str", default="0"),
         ),
-        mutually_exclusive=[("bundle", "path"), ("bundle", "sha256"), ("path", "images")],
-        required_one_of=[("bundle", "path")],
+        mutually_exclusive=[("bundle", "path", "entries"), ("bundle", "sha256"), ("path", "images"), ("entries", "images"), ("entries", "sha256")],
+        required_one_of=[("bundle", "path", "entries")],
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        keep_free = human_to_bytes(params["keep_free"])
-    except ValueError as exc:
-        module.fail_json(msg="keep_free %r is not a size: give bytes or a number with a unit such as 512M or 10G (%s)" % (params["keep_free"], exc))
-
-    entries = None
-    bundle_dir = os.path.abspath(params["bundle"]) if params["bundle"] else None
-    if bundle_dir:
-        try:
-            manifest = bundle.load_manifest(bundle_dir)
-            entries = bundle.select_entries(manifest, params["images"], bundle_dir)
-        except BundleError as exc:
-            module.fail_json(msg=str(exc), bundle=bundle_dir)
-
-    client = connect(module)
-    loader = Loader(client, docker_host_from(params), verify=params["verify"], force=params["force"], keep_free=keep_free,
-                    check_mode=module.check_mode)
-    target = bundle_dir or params["path"]
-    try:
-        if entries is not None:
-            for entry in entries:
-                loader.load_entry(bundle_dir, entry)
-        else:
-            loader.load_tarball(os.path.abspath(params["path"]), params["sha256"])
-    except (TransferError, BundleError, CompressionError) as exc:
-        loader.failures.append(str(exc))
-    except (DockerException, RequestException) as exc:
-        module.fail_json(msg=docker_error_message(exc, "loading images from %s" % target), images=loader.results,
-                         exception=traceback.format_exc())
-
-    for warning in loader.warnings:
-        module.warn(warning)
-    by_action = {action: [summary_of(result) for result in loader.results if result["action"] == action]
-                 for action in ("loaded", "tagged", "skipped")}
-    changed = bool(by_action["loaded"] or by_action["tagged"])
-    result = dict(
-        changed=changed,
-        loaded=by_action["loaded"],
-        tagged=by_action["tagged"],
-        present=by_action["skipped"],
-        images=loader.results,
-        msg=("would load %d, tag %d, skip %d image(s)" if module.check_mode else "loaded %d, tagged %d, skipped %d image(s)") % (
-            len(by_action["loaded"]), len(by_action["tagged"]), len(by_action["skipped"])),
-    )
-    if module._diff:
-        result["diff"] = {"before": tag_map(loader, after=False), "after": tag_map(loader, after=True)}
-    if loader.failures:
-        result["msg"] = "; ".join(loader.failures)
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(module)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""image_pull's input checks and tag splitting, without an engine."""
+"""image_pull's input checks, without an engine."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.fleet.images.plugins.modules import image_pull
+from ansible_collections.fleet.images.plugins.module_utils import registry_pull
 
 GOOD = {"references": ["nginx:1.25"], "tags": ["nginx:1.25"], "image_id": "sha256:" + "a" * 64}
 
@@ -17,5 +17,5 @@ GOOD = {"references": ["nginx:1.25"], "tags": ["nginx:1.25"], "image_id": "sha25
     ({"references": ["x:1"], "tags": ["x:1"]}, "x:1 needs image_id"),
 ])
 def test_entry_problem_names_the_image_and_the_field(entry, problem):
-    found = image_pull.entry_problem(entry)
+    found = registry_pull.entry_problem(entry)
     assert (found is None) if problem is None else (problem in found)
