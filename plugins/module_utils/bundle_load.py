@@ -148,7 +148,7 @@ class Loader:
             "references": list(entry.get("references") or []),
             "tags": list(entry.get("tags") or []),
             "file": entry.get("file"),
-            "id": image_id,
+            "image_id": image_id,
             "config_digest": entry.get("config_digest"),
             "action": action,
             "tags_set": tags_set,
@@ -313,7 +313,7 @@ def describe_tarball(handle, label):
 
 
 def summary_of(result):
-    return {key: result[key] for key in ("references", "tags", "id", "file")}
+    return {key: result[key] for key in ("references", "tags", "image_id", "file")}
 
 
 def tag_map(loader, after):
@@ -322,7 +322,7 @@ def tag_map(loader, after):
     for result in loader.results:
         for name in result["tags"] or result["references"]:
             before = loader.seen.get(name)
-            state[name] = result["id"] if after and result["action"] != "failed" else before
+            state[name] = result["image_id"] if after and result["action"] != "failed" else before
     return state
 
 

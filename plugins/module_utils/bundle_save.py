@@ -433,7 +433,7 @@ class BundleSave:
         return {
             "reference": references[0],
             "references": list(references),
-            "id": attrs["Id"] if attrs else None,
+            "image_id": attrs["Id"] if attrs else None,
             "file": entry["file"],
             "path": os.path.join(self.dest, entry["file"]),
             "size": entry["size"] if known else None,

@@ -140,6 +140,20 @@ EXAMPLES = r"""
     images: [nginx:1.25, registry:2]
     keep_free: 10G
 
+- name: Read the bundle on the controller
+  fleet.images.bundle_info:
+    bundle: /media/usb/bundle
+  delegate_to: localhost
+  run_once: true
+  register: bundle
+
+- name: Before copying anything, ask each host's engine which tarballs it needs
+  fleet.images.image_load:
+    entries: "{{ bundle.images }}"
+  check_mode: true
+  changed_when: false
+  register: wanted
+
 - name: Load one tarball copied on its own
   fleet.images.image_load:
     path: /tmp/app.tar.zst
@@ -152,19 +166,21 @@ loaded:
   returned: always
   type: list
   elements: dict
-  contains:
+  contains: &summary
     references:
       description: The references recorded for the image.
       type: list
       elements: str
       sample: [nginx:1.25]
     tags:
-      description: The tags the image has on the engine afterwards.
+      description: The tags recorded for the image.
       type: list
       elements: str
       sample: [nginx:1.25]
-    id:
-      description: The image ID on this engine (in check mode, the recorded config digest).
+    image_id:
+      description:
+        - The image ID on this engine. In check mode, for an image that would be loaded, the recorded config digest;
+          with O(entries), null.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     file:
@@ -174,7 +190,7 @@ loaded:
   sample:
     - references: [nginx:1.25]
       tags: [nginx:1.25]
-      id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+      image_id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
       file: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
 present:
   description:
@@ -183,16 +199,30 @@ present:
   returned: always
   type: list
   elements: dict
+  contains: *summary
   sample:
     - references: [registry:2]
       tags: [registry:2]
-      id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
+      image_id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
       file: images/registry_2-8112a294af79.tar.zst
 tagged:
   description: Images that were present but lacked recorded tags, which were set without loading.
   returned: always
   type: list
   elements: dict
+  contains: *summary
+  sample: []
+load_files:
+  description: The tarballs of the images loaded (in check mode, that would be loaded), each once.
+  returned: always
+  type: list
+  elements: str
+  sample: [images/nginx_1.25-5b0c8a1d2e3f.tar.zst]
+tag_files:
+  description: The tarballs of the images that only got (or would get) tags; nothing is read from them.
+  returned: always
+  type: list
+  elements: str
   sample: []
 images:
   description: Every selected image with what was done to it.
@@ -201,11 +231,11 @@ images:
   elements: dict
   contains:
     action:
-      description: V(loaded), V(tagged), V(skipped) or V(failed).
+      description: V(loaded), V(tagged), V(skipped) (present) or V(failed); in check mode, what would be done.
       type: str
       sample: loaded
-    id:
-      description: The image ID on this engine, or null when it failed.
+    image_id:
+      description: The image ID on this engine, or null when it failed (see RV(loaded[].image_id) for check mode).
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     references:
@@ -219,7 +249,7 @@ images:
       elements: str
       sample: [nginx:1.25]
     tags_set:
-      description: The tags this run set (or moved) on the engine.
+      description: The tags this run set (or moved) on the engine; in check mode, those it would set.
       type: list
       elements: str
       sample: [nginx:1.25]

@@ -161,7 +161,7 @@ images:
       type: list
       elements: str
       sample: [nginx:1.25, nginx:latest]
-    id:
+    image_id:
       description: The image ID on the engine; null in check mode when the image would be pulled first.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5

@@ -351,7 +351,7 @@ def test_a_full_data_root_during_a_load_is_a_clear_failure(engine_on_small_disk,
     monkeypatch.undo()
     again = Loader(engine.client, engine.docker_host).load_entry(dest, entry)
     assert again["action"] == "loaded", again.get("error")
-    assert engine.client.api.inspect_image(again["id"])["Id"] in (image_id, again["id"])
+    assert engine.client.api.inspect_image(again["image_id"])["Id"] in (image_id, again["image_id"])
 
 
 def test_a_full_disk_while_writing_bundle_json_keeps_the_old_bundle(local_engine, tmp_path, run, small_disk):

@@ -29,7 +29,7 @@ def test_everything_present_needs_nothing(entries, target, test_images, run):
     assert result["load_files"] == [] and result["tag_files"] == []
     assert {image["action"] for image in result["images"]} == {"skipped"}
     multi = by_reference(result, test_images.refs["multi"])
-    assert multi["id"] == target.image_id(test_images.refs["multi"]) and multi["tags_set"] == []
+    assert multi["image_id"] == target.image_id(test_images.refs["multi"]) and multi["tags_set"] == []
 
 
 def test_a_missing_tag_and_a_missing_image_are_told_apart(entries, target, test_images, run):
@@ -43,8 +43,8 @@ def test_a_missing_tag_and_a_missing_image_are_told_apart(entries, target, test_
         target.remove("itest-bundle/keepalive:%s" % test_images.marker)
     assert not result["failed"], result.get("msg")
     tagged, missing = by_reference(result, multi), by_reference(result, shared_a)
-    assert tagged["action"] == "tagged" and tagged["tags_set"] == [multi] and tagged["id"]
-    assert missing["action"] == "loaded" and missing["id"] is None and missing["tags_set"] == [shared_a]
+    assert tagged["action"] == "tagged" and tagged["tags_set"] == [multi] and tagged["image_id"]
+    assert missing["action"] == "loaded" and missing["image_id"] is None and missing["tags_set"] == [shared_a]
     assert result["tag_files"] == [tagged["file"]]
     assert result["load_files"] == [missing["file"]]
     assert by_reference(result, test_images.refs["shared-b"])["action"] == "skipped"

@@ -262,7 +262,7 @@ def test_dest_that_is_a_file(test_images, run, tmp_path):
     dest.write_text("x")
     result = run("image_save", {"images": [test_images.refs["multi"]], "dest": str(dest)})
     assert result["failed"] is True
-    assert result["msg"] == "dest %s exists and is not a directory: a bundle is a directory" % dest
+    assert result["msg"] == "bundle %s exists and is not a directory: a bundle is a directory" % dest
 
 
 def test_lone_tarball_without_any_checksum(bad_bundle, target, test_images, run, tmp_path):

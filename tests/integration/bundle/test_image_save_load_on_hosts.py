@@ -77,15 +77,15 @@ def test_load_and_save_with_the_hosts_own_python(host, bundles, test_images):
     assert loaded["rc"] == 0, loaded.get("msg")
     assert "warnings" not in loaded, loaded.get("warnings")   # the data root is measured on the host itself
     for item, ref in zip(loaded["loaded"], test_images.round_trip):
-        assert item["id"] == test_images.ids[ref.split("/")[1].split(":")[0]]
-        assert host.image_id(ref) == item["id"]
+        assert item["image_id"] == test_images.ids[ref.split("/")[1].split(":")[0]]
+        assert host.image_id(ref) == item["image_id"]
 
     again = run_on_host(host, "image_load", {"bundle": "/root/bundle"})
     assert again["rc"] == 0 and again["changed"] is False and len(again["present"]) == 3
 
     saved = run_on_host(host, "image_save", {"images": test_images.round_trip, "dest": "/root/out", "pull": "never"})
     assert saved["rc"] == 0, saved.get("msg")
-    assert saved["changed"] is True and [image["id"] for image in saved["images"]] == [item["id"] for item in loaded["loaded"]]
+    assert saved["changed"] is True and [image["image_id"] for image in saved["images"]] == [item["image_id"] for item in loaded["loaded"]]
     sums = subprocess.run(["docker", "exec", host.container, "bash", "-c", "cd /root/out && sha256sum -c SHA256SUMS"],
                           capture_output=True, text=True, check=False)
     assert sums.returncode == 0 and sums.stdout.count(": OK") == 3, sums.stdout + sums.stderr
