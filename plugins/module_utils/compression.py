@@ -13,7 +13,9 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import zlib
 
@@ -102,14 +104,15 @@ def zstd_backend(prefer=None):
 
 
 def require_zstd(prefer=None):
-    """Return the zstd backend to use, or raise CompressionError saying what to install."""
+    """Return the zstd backend to use, or raise CompressionError naming this host and what to install."""
     backend = zstd_backend(prefer)
     if backend is None:
         raise CompressionError(
-            "zstd is not available on this host: install the Python package zstandard (Debian: python3-zstandard) "
-            "or the zstd command line tool (Debian: zstd), or use compression gzip or none"
-            + (" (import error: %s)" % ZSTANDARD_IMPORT_ERROR if ZSTANDARD_IMPORT_ERROR and prefer != "cli" else "")
-        )
+            "zstd is not available on this host (%s, Python %s): install the Python package zstandard there (Debian: "
+            "python3-zstandard; pip install zstandard) or the zstd command line tool (Debian: zstd), or make the bundle with "
+            "compression gzip or none%s" % (
+                socket.gethostname(), sys.executable,
+                " (import error: %s)" % ZSTANDARD_IMPORT_ERROR if ZSTANDARD_IMPORT_ERROR and prefer != "cli" else ""))
     return backend
 
 
