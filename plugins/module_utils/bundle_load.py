@@ -83,7 +83,6 @@ def find_loaded(client, entry, messages=()):
     return None
 
 
-
 class Loader:
     """Loads bundle entries (or a lone tarball) into one engine, recording what happened to each."""
 
@@ -309,7 +308,6 @@ def describe_tarball(handle, label):
         reader.close()
         handle.seek(0)
     return images, index.size
-
 
 
 def summary_of(result):

@@ -102,7 +102,6 @@ def default_compression_threads():
     return max(1, min(MAX_COMPRESSION_THREADS, cpus - 1))
 
 
-
 def stream_to_bundle_file(chunks, final_path, compression, level, threads):
     """Write an engine tar stream, compressed, to `final_path` (atomic_stream: whole or not at all).
 
@@ -263,7 +262,6 @@ def build_entry(old, references, attrs, file_name, compression, measured):
     return {key: value for key, value in entry.items() if value is not None}
 
 
-
 def remove_stale_temps(images_dir):
     """Temporary files an interrupted save left (only ever ours: the bundle lock is held)."""
     for name in os.listdir(images_dir) if os.path.isdir(images_dir) else []:
@@ -311,7 +309,6 @@ def commit_manifest(dest, manifest, new_path=None):
 
 def manifest_diff(before_text, after_text, path):
     return {"before": before_text, "after": after_text, "before_header": path, "after_header": path}
-
 
 
 def read_manifest(dest, force):

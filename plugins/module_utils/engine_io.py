@@ -210,4 +210,3 @@ def space_shortfall(needed, free, keep_free):
     return "needs about %d bytes (%s)%s, but %d bytes (%s) are free" % (
         needed, bytes_to_human(needed), " and keep_free asks to leave %d bytes (%s) free" % (keep_free, bytes_to_human(keep_free)) if keep_free else "",
         free, bytes_to_human(free))
-

@@ -429,7 +429,7 @@ def test_the_engine_dying_during_a_save_keeps_the_old_bundle(private_engine, big
     monkeypatch.setattr(api, "get_image", stream_then_die)
     with pytest.raises(engine_io.TransferError) as caught:
         bundle_save.save_images(private_engine.client, dest, [reference], compression="zstd", pull="never",
-                                   engine_name=private_engine.docker_host)
+                                engine_name=private_engine.docker_host)
     assert str(caught.value).startswith("the Docker Engine %s stopped answering while saving %s (" % (private_engine.docker_host, reference))
     assert os.listdir(os.path.join(dest, "images")) == [], "a cut-off tarball was left behind"
     assert not os.path.exists(os.path.join(dest, "bundle.json"))

@@ -67,8 +67,6 @@ def test_split_tag_keeps_a_registry_port_in_the_repository(reference, expected):
     assert image_ref.repository_and_tag(reference) == expected
 
 
-
-
 @pytest.mark.parametrize("name, expected", [
     ("docker.io/library/nginx:1", "nginx:1"),
     ("docker.io/team/app:1", "team/app:1"),
