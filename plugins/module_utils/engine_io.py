@@ -41,9 +41,6 @@ from ansible_collections.fleet.images.plugins.module_utils.compression import Co
 # unpacking overlap (4 MiB pieces measured about 20 % slower on two busy cores).
 LOAD_CHUNK = 256 * 1024
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-# What an engine that went away mid-stream raises: requests' ConnectionError or ChunkedEncodingError
-# ("Response ended prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError.
-ENGINE_GONE = (RequestException, Urllib3Error, http.client.HTTPException, OSError)
 
 
 class TransferError(Exception):
@@ -116,7 +113,9 @@ def pull_image(client, reference, platform, engine_name="the engine", auth=None)
                     raise TransferError("pulling %s failed: %s%s" % (reference, event["error"], no_space_hint(event["error"])))
     except APIError as exc:
         raise TransferError("pulling %s failed: %s" % (reference, getattr(exc, "explanation", None) or exc)) from exc
-    except ENGINE_GONE as exc:
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "pulling %s" % reference, exc)) from None
 
 
@@ -158,7 +157,9 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
         raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail))) from exc
     except CompressionError as exc:
         raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
-    except ENGINE_GONE as exc:
+    # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
+    # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
+    except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "loading %s" % label, exc)) from None
     return messages
 
