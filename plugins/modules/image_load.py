@@ -49,6 +49,7 @@ attributes:
     details:
       - Reports which images would be loaded, tagged or skipped. Tarballs that would be loaded are still checked
         (size, free space and, with O(verify=true), sha256), so check mode also predicts their failures.
+      - With O(entries) instead of O(bundle), only the engine is asked and no file is read (none needs to be on the host).
   diff_mode:
     support: full
     details:
