@@ -124,3 +124,35 @@ def remove_stale(directory, older_than, now=None, dry_run=False):
             continue
         removed.append(path)
     return removed
+
+
+def _check_names(directories, clean):
+    bad = [name for name in directories + clean if "/" in name or name in ("", ".", "..")]
+    unknown = [name for name in clean if name not in directories]
+    if bad or unknown:
+        raise StagingError("staging_dir: directories and clean take plain names of subdirectories (clean among directories); "
+                           "got %s" % ", ".join(repr(name) for name in bad + unknown))
+
+
+def prepare(path, directories=(), clean=(), remove_stale_after=60, check_mode=False):
+    """Make or check the staging directory `path` and its `directories`, then empty `clean` of stale entries.
+
+    Returns (created, removed): the directories made and the entries removed (in check mode, what would be).
+    `remove_stale_after` is in minutes (0: never remove). Raises StagingError with what to do.
+    """
+    directories, clean = list(directories), list(clean)
+    _check_names(directories, clean)
+    created, removed = [], []
+    try:
+        for directory in [path] + [os.path.join(path, name) for name in directories]:
+            if check_mode and not os.path.lexists(directory):
+                created.append(directory)
+            elif private_dir(directory, create=not check_mode):
+                created.append(directory)
+        for name in clean:
+            directory = os.path.join(path, name)
+            if remove_stale_after > 0 and directory not in created:
+                removed += remove_stale(directory, remove_stale_after * 60, dry_run=check_mode)
+    except OSError as exc:
+        raise StagingError("staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc)) from exc
+    return created, removed

@@ -19,11 +19,13 @@ description:
 extends_documentation_fragment:
   - fleet.images.docker.attributes
 options:
-  path:
+  bundle:
     description:
       - The bundle directory (it must already hold a C(bundle.json)).
+      - The same option name as in every module of the collection that takes a bundle.
     type: path
     required: true
+    aliases: [path]
 attributes:
   check_mode:
     support: full
@@ -41,7 +43,7 @@ seealso:
 EXAMPLES = r"""
 - name: Record the wheels in bundle.json and SHA256SUMS
   fleet.images.bundle_wheels:
-    path: /media/usb/bundle
+    bundle: /media/usb/bundle
   delegate_to: localhost
 """
 
@@ -73,8 +75,8 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle_contents impor
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
-    path = os.path.abspath(module.params["path"])
+    module = AnsibleModule(argument_spec=dict(bundle=dict(type="path", required=True, aliases=["path"])), supports_check_mode=True)
+    path = os.path.abspath(module.params["bundle"])
     try:
         if module.check_mode:
             listed = load_manifest(path).get("wheels")

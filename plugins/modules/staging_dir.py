@@ -85,11 +85,9 @@ removed:
   elements: str
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.staging import StagingError, private_dir, remove_stale
+from ansible_collections.fleet.images.plugins.module_utils.staging import StagingError, prepare
 
 
 def main():
@@ -102,29 +100,12 @@ def main():
         ),
         supports_check_mode=True,
     )
-    path = module.params["path"]
-    bad = [name for name in module.params["directories"] + module.params["clean"] if "/" in name or name in ("", ".", "..")]
-    unknown = [name for name in module.params["clean"] if name not in module.params["directories"]]
-    if bad or unknown:
-        module.fail_json(msg="staging_dir: directories and clean take plain names of subdirectories (clean among directories); "
-                             "got %s" % ", ".join(repr(name) for name in bad + unknown))
-    created = []
-    removed = []
+    params = module.params
     try:
-        for directory in [path] + [os.path.join(path, name) for name in module.params["directories"]]:
-            if module.check_mode and not os.path.lexists(directory):
-                created.append(directory)
-                continue
-            if private_dir(directory, create=not module.check_mode):
-                created.append(directory)
-        for name in module.params["clean"]:
-            if module.params["remove_stale_after"] > 0 and os.path.join(path, name) not in created:
-                removed += remove_stale(os.path.join(path, name), module.params["remove_stale_after"] * 60, dry_run=module.check_mode)
+        created, removed = prepare(params["path"], params["directories"], params["clean"], params["remove_stale_after"], module.check_mode)
     except StagingError as exc:
         module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg="staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc))
-    module.exit_json(changed=bool(created or removed), path=path, created=created, removed=removed)
+    module.exit_json(changed=bool(created or removed), path=params["path"], created=created, removed=removed)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""The offline_images role's `sdk` entry point on this machine (a local connection): which Python has
+the Docker SDK (offline_images_python), what it says when none has, and that it changes no
+interpreter behind the user's back. Replaces docker_sdk_info's probe tests: the role asks with one
+command now."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from module_runner import COLLECTIONS_ROOT
+
+# This machine's own Python: Debian's, without the Docker SDK (python3-docker is not installed here).
+HOST_PYTHON = "/usr/bin/python3"
+
+
+def host_python_lacks_docker():
+    if not os.path.exists(HOST_PYTHON):
+        return False
+    return subprocess.run([HOST_PYTHON, "-c", "import docker"], capture_output=True, check=False).returncode != 0
+
+
+@pytest.fixture()
+def bundle(tmp_path):
+    """A bundle with no image and no wheel: all the sdk entry point reads from it here."""
+    directory = tmp_path / "bundle"
+    directory.mkdir()
+    (directory / "bundle.json").write_text(json.dumps({"format": "fleet.images/bundle", "version": 1, "images": []}))
+    (directory / "SHA256SUMS").write_text("")
+    return str(directory)
+
+
+def run_sdk(tmp_path, bundle, interpreter, **role_vars):
+    """Run the sdk entry point, then report the interpreter a module runs with and offline_images_python."""
+    inventory = tmp_path / "inventory.ini"
+    # An inventory variable, not an extra var: a set_fact of ansible_python_interpreter would override it.
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % interpreter)
+    role_vars = dict(offline_images_bundle=bundle, **role_vars)
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "sdk", "ansible.builtin.include_role": {"name": "fleet.images.offline_images", "tasks_from": "sdk"}, "vars": role_vars},
+        {"name": "interpreter after", "ansible.builtin.setup": {"gather_subset": ["!all", "!min", "python"]}},
+        {"name": "python", "ansible.builtin.debug": {"var": "offline_images_python"}},
+    ]}]
+    playbook = tmp_path / "sdk.yml"
+    playbook.write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_PYTHON_INTERPRETER="auto_silent")
+    done = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook)], capture_output=True, text=True, env=env,
+                          check=False, timeout=300)
+    tasks = {task["task"]["name"]: task["hosts"]["localhost"] for task in json.loads(done.stdout)["plays"][0]["tasks"]}
+    return done, tasks
+
+
+def test_a_python_with_the_sdk_is_the_one_named(tmp_path, bundle):
+    done, tasks = run_sdk(tmp_path, bundle, sys.executable, offline_images_install_sdk=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert os.path.samefile(tasks["python"]["offline_images_python"], sys.executable)
+    assert not any(result.get("changed") for result in tasks.values()), tasks
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_a_python_without_the_sdk_fails_naming_the_host_python_and_package_when_installing_is_off(tmp_path, bundle):
+    done, tasks = run_sdk(tmp_path, bundle, HOST_PYTHON, offline_images_install_sdk=False,
+                          offline_images_venv=str(tmp_path / "no-venv"))
+    assert done.returncode != 0
+    failed = [result for result in tasks.values() if result.get("failed")]
+    assert len(failed) == 1, tasks
+    message = failed[0]["msg"]
+    assert message.startswith("localhost: %s cannot import the Docker SDK" % HOST_PYTHON), message
+    assert "docker: No module named 'docker'" in message and "offline_images_install_sdk is false" in message, message
+    assert not os.path.exists(tmp_path / "no-venv")
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_the_sdk_environment_is_named_and_no_interpreter_changes(tmp_path, bundle):
+    # An SDK environment an earlier run made: here a bin/python that runs this test's Python (it has the SDK).
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\nexec %s \"$@\"\n" % sys.executable)
+    (venv / "bin" / "python").chmod(0o755)
+    done, tasks = run_sdk(tmp_path, bundle, HOST_PYTHON, offline_images_venv=str(venv))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert tasks["python"]["offline_images_python"] == str(venv / "bin" / "python")
+    # The next module still runs with the inventory's interpreter: the role set no ansible_python_interpreter.
+    assert os.path.samefile(tasks["interpreter after"]["ansible_facts"]["ansible_python"]["executable"], HOST_PYTHON)
+    assert not any(result.get("changed") for result in tasks.values()), tasks
