@@ -41,9 +41,11 @@ TAR_MAGIC_OFFSET = 257
 DETECT_BYTES = 512
 
 READ_SIZE = 4 * 1024 * 1024
-# Compressed bytes the zstd decompressor reads at a time, and the most plain bytes one read returns.
+# Compressed bytes read from a zstd file at a time, fed to the decompressor at a time, and the most plain
+# bytes one read returns.
 RAW_PIECE = 1024 * 1024
 MAX_ZSTD_READ = 512 * 1024
+ZSTD_FEED = 512
 
 
 class CompressionError(Exception):
@@ -216,29 +218,65 @@ def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=Non
     return _ZstdCliWriter(sink, level, threads)
 
 
-class _ZstdPythonReader:
+class _ZstdReader:
     """Decompresses every frame of a zstd file (zstd -T and concatenated files write several).
 
-    zstandard's stream reader returns at most the size asked for; reads are capped at
-    MAX_ZSTD_READ, so even layers of zeros that compress a thousandfold never fill the memory.
-    The library does not notice a stream cut inside a frame: the checksum checked before any
-    read, and the tar reader's demand for the archive's end marker, catch a truncated file.
+    One zstandard decompressobj reads one frame; its ``eof`` says the frame ended and its
+    ``unused_data`` is where the next frame starts, so input that ends inside a frame is an error,
+    not a short read. Input goes in ZSTD_FEED bytes at a time: zstd makes at most one 128 KiB block
+    of 4 bytes, so one feed gives at most 16 MiB even for layers of zeros that compress a
+    thousandfold, and read() hands it out in pieces of at most MAX_ZSTD_READ.
     """
 
     def __init__(self, handle):
         self._handle = handle
-        self._reader = zstandard.ZstdDecompressor().stream_reader(handle, read_size=RAW_PIECE, read_across_frames=True, closefd=False)
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = None  # the decompressobj of the frame being read; None between frames
+        self._frame_start = self._offset = 0  # in compressed bytes
+        self._frame_head = b""
+        self._input = memoryview(b"")
+        self._output = memoryview(b"")
 
     def read(self, size=READ_SIZE):
         if size is None or size < 0 or size > MAX_ZSTD_READ:
             size = MAX_ZSTD_READ
+        while not self._output and self._feed():
+            pass
+        block, self._output = self._output[:size], self._output[size:]
+        return bytes(block)
+
+    def _feed(self):
+        """Decompress the next piece of input into self._output; False at the end of the last frame."""
+        if not self._input:
+            self._input = memoryview(self._handle.read(RAW_PIECE))
+            if not self._input:
+                if self._frame is not None:
+                    raise CompressionError(
+                        "the zstd stream ends inside the frame that starts at byte %d (the file is truncated at byte %d)"
+                        % (self._frame_start, self._offset))
+                return False
+        if self._frame is None:
+            self._frame = self._decompressor.decompressobj()
+            self._frame_start, self._frame_head = self._offset, bytes(self._input[:4])
+        piece, self._input = self._input[:ZSTD_FEED], self._input[ZSTD_FEED:]
         try:
-            return self._reader.read(size)
+            self._output = memoryview(self._frame.decompress(piece))
         except zstandard.ZstdError as exc:
-            raise CompressionError("the zstd stream is corrupt: %s" % exc) from exc
+            raise CompressionError("the zstd stream is corrupt: %s" % self._where(exc)) from exc
+        self._offset += len(piece)
+        if self._frame.eof:
+            unused = self._frame.unused_data
+            self._offset -= len(unused)
+            self._input = memoryview(bytes(unused) + bytes(self._input)) if unused else self._input
+            self._frame = None
+        return True
+
+    def _where(self, exc):
+        if len(self._frame_head) == 4 and detect_compression(self._frame_head) != "zstd":
+            return "no frame starts (found %s) at byte %d" % (self._frame_head.hex(), self._frame_start)
+        return "%s (in the frame that starts at byte %d)" % (exc, self._frame_start)
 
     def close(self):
-        self._reader.close()
         self._handle.close()
 
 
@@ -353,7 +391,7 @@ def open_decompressed(source, zstd_prefer=None, label=None):
         handle.close()
         raise
     if kind == "zstd":
-        return _ZstdPythonReader(handle)
+        return _ZstdReader(handle)
     if kind == "gzip":
         return _GzipReader(handle)
     return _PlainReader(handle)
