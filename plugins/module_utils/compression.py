@@ -3,20 +3,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Streaming gzip and zstd compression for image tarballs, and detection by content.
 
-zstd uses the Python ``zstandard`` package when it can be imported, otherwise the ``zstd``
-command line tool through a pipe; when neither exists the caller gets a :class:`CompressionError`
-that says what to install. Nothing here holds more than one chunk of an image in memory.
+zstd uses the Python ``zstandard`` package (managed hosts get it from the bundle's wheels); when it
+cannot be imported the caller gets a :class:`CompressionError` that says what to install. Nothing
+here holds more than one chunk of an image in memory.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import threading
 import zlib
 
 try:
@@ -94,28 +91,14 @@ def check_level(compression, level):
     return level
 
 
-def zstd_backend(prefer=None):
-    """Which zstd implementation is usable: 'python' (zstandard), 'cli' (the zstd tool) or None."""
-    candidates = [prefer] if prefer else ["python", "cli"]
-    for candidate in candidates:
-        if candidate == "python" and zstandard is not None:
-            return "python"
-        if candidate == "cli" and shutil.which("zstd"):
-            return "cli"
-    return None
-
-
-def require_zstd(prefer=None):
-    """Return the zstd backend to use, or raise CompressionError naming this host and what to install."""
-    backend = zstd_backend(prefer)
-    if backend is None:
+def require_zstd():
+    """Raise CompressionError naming this host, its Python and what to install when zstandard is missing."""
+    if zstandard is None:
         raise CompressionError(
             "zstd is not available on this host (%s, Python %s): install the Python package zstandard there (Debian: "
-            "python3-zstandard; pip install zstandard) or the zstd command line tool (Debian: zstd), or make the bundle with "
-            "compression gzip or none%s" % (
-                socket.gethostname(), sys.executable,
-                " (import error: %s)" % ZSTANDARD_IMPORT_ERROR if ZSTANDARD_IMPORT_ERROR and prefer != "cli" else ""))
-    return backend
+            "python3-zstandard; pip install zstandard; the offline_images role installs it from the bundle's wheels), "
+            "or make the bundle with compression gzip or none (import error: %s)"
+            % (socket.gethostname(), sys.executable, ZSTANDARD_IMPORT_ERROR))
 
 
 class _PlainWriter:
@@ -151,56 +134,7 @@ class _CompressorWriter:
         pass
 
 
-class _ZstdCliWriter:
-    """Feeds the zstd tool on stdin; a thread hands its stdout to the sink so neither pipe can block."""
-
-    def __init__(self, sink, level, threads):
-        self._sink = sink
-        command = ["zstd", "-q", "-c", "-%d" % level, "-T%d" % (0 if threads < 0 else threads)]
-        if level > 19:
-            command.insert(1, "--ultra")
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._error = None
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self):
-        try:
-            while True:
-                block = self._proc.stdout.read(READ_SIZE)
-                if not block:
-                    return
-                self._sink(block)
-        except Exception as exc:  # reported by close(); the thread must not die silently
-            self._error = exc
-
-    def write(self, data):
-        try:
-            self._proc.stdin.write(data)
-        except BrokenPipeError as exc:
-            self._reader.join()
-            raise CompressionError("the zstd tool stopped while compressing: %s" % self._stderr()) from exc
-
-    def _stderr(self):
-        return self._proc.stderr.read().decode("utf-8", "replace").strip() or "exit code %s" % self._proc.returncode
-
-    def close(self):
-        self._proc.stdin.close()
-        self._reader.join()
-        code = self._proc.wait()
-        if self._error is not None:
-            raise self._error
-        if code != 0:
-            raise CompressionError("the zstd tool failed while compressing (exit %d): %s" % (code, self._stderr()))
-
-    def abort(self):
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._reader.join()
-
-
-def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=None):
+def compressing_writer(out, compression, level=None, threads=-1):
     """Return a writer whose write(data) compresses `data` and writes the result to `out`.
 
     close() flushes the end of the compressed stream into `out` (it does not close `out`);
@@ -213,9 +147,8 @@ def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=Non
     if compression == "gzip":
         # wbits 31: zlib's deflate with a gzip header and trailer, what `gzip` writes.
         return _CompressorWriter(sink, zlib.compressobj(level, zlib.DEFLATED, 31))
-    if require_zstd(zstd_prefer) == "python":
-        return _CompressorWriter(sink, zstandard.ZstdCompressor(level=level, threads=threads).compressobj())
-    return _ZstdCliWriter(sink, level, threads)
+    require_zstd()
+    return _CompressorWriter(sink, zstandard.ZstdCompressor(level=level, threads=threads).compressobj())
 
 
 class _ZstdReader:
@@ -278,30 +211,6 @@ class _ZstdReader:
 
     def close(self):
         self._handle.close()
-
-
-class _ZstdCliReader:
-    """The zstd tool decompressing from the caller's open file (its descriptor is the tool's stdin)."""
-
-    def __init__(self, handle, label):
-        self._label = label
-        self._proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=handle, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def read(self, size=READ_SIZE):
-        block = self._proc.stdout.read(size)
-        if not block:
-            code = self._proc.wait()
-            if code != 0:
-                message = self._proc.stderr.read().decode("utf-8", "replace").strip()
-                raise CompressionError("the zstd tool could not decompress %s (exit %d): %s" % (self._label, code, message))
-        return block
-
-    def close(self):
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._proc.stdout.close()
-        self._proc.stderr.close()
 
 
 class _GzipReader:
@@ -368,30 +277,27 @@ class _Borrowed:
         pass
 
 
-def open_decompressed(source, zstd_prefer=None, label=None):
+def open_decompressed(source, label=None):
     """Return a reader whose read(n) gives the plain tar bytes of `source`; call close().
 
-    `source` is a path, or an open unbuffered binary file read from its current position and left
-    open (image_load hashes and loads one descriptor). The compression is detected from the content
+    `source` is a path, or an open binary file read from its current position and left open
+    (image_load hashes and loads one descriptor). The compression is detected from the content
     (magic bytes), not from the file name.
     """
     if isinstance(source, (str, bytes, os.PathLike)):
-        handle = open(source, "rb", buffering=0)  # unbuffered: the zstd tool reads the descriptor from here
+        handle = open(source, "rb")
         label = label or source
     else:
         handle = _Borrowed(source)
         label = label or getattr(source, "name", "the file")
     try:
         kind = detect_handle(source if isinstance(handle, _Borrowed) else handle, label)
-        if kind == "zstd" and require_zstd(zstd_prefer) == "cli":
-            reader = _ZstdCliReader(source if isinstance(handle, _Borrowed) else handle, label)
-            handle.close()  # the tool holds its own copy of the descriptor
-            return reader
+        if kind == "zstd":
+            require_zstd()
+            return _ZstdReader(handle)
     except BaseException:
         handle.close()
         raise
-    if kind == "zstd":
-        return _ZstdReader(handle)
     if kind == "gzip":
         return _GzipReader(handle)
     return _PlainReader(handle)

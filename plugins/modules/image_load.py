@@ -120,8 +120,9 @@ notes:
     socket). For a remote engine (V(tcp://), V(ssh://)) the check is skipped with a warning.
   - When the engine stops answering during a load (it stopped, restarted or crashed), the image fails with a message
     naming the engine and the file; its tags are not restored, and a rerun loads it again.
-  - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool
-    on the host the module runs on; without either the task fails before loading and says so.
+  - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard); the
+    P(fleet.images.offline_images#role) role installs it from the bundle's wheels) on the host the module runs on;
+    without it the task fails before loading and says so. The C(zstd) command line tool is not used.
 seealso:
   - module: fleet.images.image_save
   - module: community.docker.docker_image_load

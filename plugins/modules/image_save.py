@@ -68,8 +68,8 @@ options:
     description:
       - How tarballs are compressed.
       - V(zstd) is several times faster than V(gzip) at a similar size; the hosts that load the bundle then need the
-        Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool. Docker itself does not need to
-        read zstd, since M(fleet.images.image_load) decompresses.
+        Python package C(zstandard) (Debian C(python3-zstandard); the bundle's wheels carry it for them), as does the
+        host that saves. Docker itself does not need to read zstd, since M(fleet.images.image_load) decompresses.
       - Changing it rewrites the tarballs (the files get a new suffix); changing only O(compression_level) does not.
       - zstd compresses in worker threads (one fewer than the CPUs, at most 4) while the engine's archive streams in.
     type: str
@@ -105,7 +105,7 @@ options:
     type: bool
     default: false
 requirements:
-  - zstandard (Python) or the zstd tool, for O(compression=zstd)
+  - zstandard (Python), for O(compression=zstd)
 notes:
   - Runs where a Docker Engine can reach the images (the connected side); the bundle directory is on the host the
     module runs on.
