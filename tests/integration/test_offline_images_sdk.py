@@ -138,3 +138,42 @@ def test_a_zstd_bundle_needs_zstandard_in_the_hosts_python_too(tmp_path, bundle)
     message = failed[0]["msg"]
     assert message.startswith("localhost: %s cannot import the Docker SDK" % python), message
     assert "zstandard: No module named 'zstandard'" in message and "docker:" not in message, message
+
+
+def wheels_bundle(tmp_path, names):
+    """A bundle listing wheels of these file names (bytes to hash, not real wheels: nothing installs them here)."""
+    from ansible_collections.fleet.images.plugins.module_utils import bundle as bundle_io
+
+    directory = tmp_path / ("wheels-%d" % len(list(tmp_path.iterdir())))
+    (directory / "wheels").mkdir(parents=True)
+    manifest = bundle_io.new_manifest()
+    manifest["wheels"] = []
+    for name in names:
+        content = name.encode() * 10
+        (directory / "wheels" / name).write_bytes(content)
+        manifest["wheels"].append({"file": "wheels/" + name, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+    bundle_io.write_manifest(str(directory), manifest)
+    return str(directory)
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_one_wheel_per_python_is_fine_two_versions_of_a_package_are_refused(tmp_path):
+    common = ["pip-26.3-py3-none-any.whl", "docker-7.2.0-py3-none-any.whl"]
+    two_versions = wheels_bundle(tmp_path, common + ["zstandard-0.24.0-cp311-cp311-manylinux2014_x86_64.whl",
+                                                     "zstandard-0.25.0-cp313-cp313-manylinux2014_x86_64.whl"])
+    done, tasks = run_sdk(tmp_path, two_versions, HOST_PYTHON, offline_images_venv=str(tmp_path / "venv"))
+    assert done.returncode != 0
+    failed = [(name, result) for name, result in tasks.items() if result.get("failed")]
+    assert len(failed) == 1 and "holds more than one wheel of zstandard" in failed[0][1]["msg"], failed
+
+    # One version, a wheel per CPython: past that check, the role goes on to its staging directory
+    # (here one it refuses: under /tmp, which everyone can write to), so nothing is installed on this machine.
+    per_python = wheels_bundle(tmp_path, common + ["zstandard-0.25.0-cp311-cp311-manylinux2014_x86_64.whl",
+                                                   "zstandard-0.25.0-cp313-cp313-manylinux2014_x86_64.whl"])
+    done, tasks = run_sdk(tmp_path, per_python, HOST_PYTHON, offline_images_venv=str(tmp_path / "venv"),
+                          offline_images_remote_dir=str(tmp_path / "staging"))
+    assert done.returncode != 0
+    failed = [(name, result) for name, result in tasks.items() if result.get("failed")]
+    assert failed and not any("more than one wheel" in result.get("msg", "") for _name, result in failed), failed
+    assert all("staging directory" in name for name, _result in failed[:1]), failed
+    assert not os.path.exists(tmp_path / "venv")
