@@ -5,7 +5,7 @@
 
 zstd uses the Python ``zstandard`` package (managed hosts get it from the bundle's wheels); when it
 cannot be imported the caller gets a :class:`CompressionError` that says what to install. Nothing
-here holds more than one chunk of an image in memory.
+here holds a whole image in memory: every read is bounded.
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ class _ZstdReader:
         self._frame_start = self._offset = 0  # in compressed bytes
         self._frame_head = b""
         self._input = memoryview(b"")
+        self._carry = b""  # what a frame's last feed held past its end (at most ZSTD_FEED bytes)
         self._output = memoryview(b"")
 
     def read(self, size=READ_SIZE):
@@ -180,7 +181,7 @@ class _ZstdReader:
 
     def _feed(self):
         """Decompress the next piece of input into self._output; False at the end of the last frame."""
-        if not self._input:
+        if not self._input and not self._carry:
             self._input = memoryview(self._handle.read(RAW_PIECE))
             if not self._input:
                 if self._frame is not None:
@@ -190,17 +191,19 @@ class _ZstdReader:
                 return False
         if self._frame is None:
             self._frame = self._decompressor.decompressobj()
-            self._frame_start, self._frame_head = self._offset, bytes(self._input[:4])
-        piece, self._input = self._input[:ZSTD_FEED], self._input[ZSTD_FEED:]
+            self._frame_start, self._frame_head = self._offset, bytes((self._carry or self._input)[:4])
+        if self._carry:
+            piece, self._carry = self._carry, b""
+        else:
+            piece, self._input = self._input[:ZSTD_FEED], self._input[ZSTD_FEED:]
         try:
             self._output = memoryview(self._frame.decompress(piece))
         except zstandard.ZstdError as exc:
             raise CompressionError("the zstd stream is corrupt: %s" % self._where(exc)) from exc
         self._offset += len(piece)
         if self._frame.eof:
-            unused = self._frame.unused_data
-            self._offset -= len(unused)
-            self._input = memoryview(bytes(unused) + bytes(self._input)) if unused else self._input
+            self._carry = bytes(self._frame.unused_data)
+            self._offset -= len(self._carry)
             self._frame = None
         return True
 

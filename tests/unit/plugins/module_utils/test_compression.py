@@ -23,6 +23,7 @@ from ansible_collections.fleet.images.plugins.module_utils.compression import (
     open_decompressed,
 )
 
+
 def tar_bytes(size=3 * 1024 * 1024, seed=1):
     """A tar of half random, half repetitive data, like image layers."""
     rng = random.Random(seed)
@@ -213,6 +214,20 @@ def test_every_truncation_is_an_error(tmp_path, name):
         path = write(tmp_path, "cut.zst", packed[:cut])
         with pytest.raises(CompressionError, match="truncated|corrupt"):
             b"".join(iter_chunks(open_decompressed(path)))
+
+
+def test_many_small_frames_across_read_boundaries(tmp_path):
+    """Frames that end inside a feed and start inside the next read of the file, empty ones among them."""
+    empty = zstandard.ZstdCompressor().compress(b"")
+    texts = [b"frame %d " % index * (index % 7) for index in range(40000)]
+    frames = [zstandard.ZstdCompressor(write_checksum=True).compress(text) for text in texts]
+    packed = b"".join(frame + (empty if index % 3 == 0 else b"") for index, frame in enumerate(frames))
+    assert len(packed) > compression.RAW_PIECE
+    path = write(tmp_path, "many.zst", packed)
+    assert b"".join(iter_chunks(open_decompressed(path))) == b"".join(texts)
+    path = write(tmp_path, "many-cut.zst", packed[:-3])
+    with pytest.raises(CompressionError, match="truncated"):
+        b"".join(iter_chunks(open_decompressed(path)))
 
 
 def test_garbage_after_a_frame_is_corrupt(tmp_path):
