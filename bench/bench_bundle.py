@@ -278,7 +278,7 @@ def main(argv=None):
         load_none = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "none")}), before=remove_image)
         load_zstd = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "zstd")}), before=remove_image)
         for result in (load_none[2], load_zstd[2]):
-            assert result["loaded"] and result["loaded"][0]["id"] == image_id, result
+            assert result["loaded"] and result["loaded"][0]["image_id"] == image_id, result
         rss["image_load none"] = load_none[1]
         rss["image_load zstd"] = load_zstd[1]
         rows.append(("load", base_load, load_none[0], load_none[0] / base_load))

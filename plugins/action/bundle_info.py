@@ -20,7 +20,7 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleE
 from ansible_collections.fleet.images.plugins.module_utils.bundle_contents import read_bundle
 
 ARGUMENT_SPEC = dict(
-    path=dict(type="path", required=True),
+    bundle=dict(type="path", required=True, aliases=["path"]),
     images=dict(type="list", elements="str", default=[]),
     verify=dict(type="bool", default=False),
 )
@@ -36,9 +36,9 @@ class ActionModule(ActionBase):
             result.update(self._execute_module(module_name="fleet.images.bundle_info", task_vars=task_vars))
             return result
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        path = os.path.abspath(args["path"])
+        path = os.path.abspath(args["bundle"])
         try:
             result.update(changed=False, **read_bundle(path, args["images"], args["verify"]))
         except BundleError as exc:
-            result.update(failed=True, msg=str(exc), path=path)
+            result.update(failed=True, msg=str(exc), bundle=path)
         return result

@@ -26,9 +26,8 @@ def fsync_directory(directory):
         os.close(fd)
 
 
-def write_temp(directory, name, data, mode=None, owner=None):
-    """A new temporary file `.<name>.*.tmp` in `directory` holding `data` (bytes), fsynced; `owner` is
-    (uid, gid) when given.
+def write_temp(directory, name, data, mode=None):
+    """A new temporary file `.<name>.*.tmp` in `directory` holding `data` (bytes), fsynced.
 
     On any failure (ENOSPC included) the temporary file is removed before the error propagates.
     """
@@ -38,8 +37,6 @@ def write_temp(directory, name, data, mode=None, owner=None):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if owner is not None:
-            os.chown(temp_path, *owner)
         if mode is not None:
             os.chmod(temp_path, mode)
     except BaseException:
@@ -61,22 +58,33 @@ def atomic_write(path, data, mode=0o644, owner=None):
                 return False
     except FileNotFoundError:
         pass
-    fsync_directory(_write_then_rename(path, data, mode, os.path.basename(path), owner))
+    with atomic_stream(path, mode, owner=owner) as handle:
+        handle.write(data)
     return True
 
 
-def _write_then_rename(destination, data, mode, temp_name, owner=None):
-    """write_temp() beside `destination`, then rename it over `destination`; no temporary file survives a
-    failure. Returns the directory."""
-    directory = os.path.dirname(os.path.abspath(destination))
-    temp_path = write_temp(directory, temp_name, data, mode, owner)
+@contextlib.contextmanager
+def atomic_stream(path, mode=0o644, temp_name=None, owner=None):
+    """A binary file to write `path`'s new content into, however large: when the block ends without an
+    error it is fsynced, given `mode` (and `owner` (uid, gid) when given) and renamed over `path` (then
+    the directory is fsynced); when it fails, it is removed. Its name is
+    `.<temp_name or name>.<random>.tmp`, in `path`'s directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(prefix=".%s." % (temp_name or os.path.basename(path)), suffix=".tmp", dir=directory)
     try:
-        os.replace(temp_path, destination)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if owner is not None:
+            os.chown(temp_path, *owner)
+        os.chmod(temp_path, mode)
+        os.replace(temp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
-    return directory
+    fsync_directory(directory)
 
 
 def _temp_pattern(path):
@@ -115,7 +123,8 @@ def backup_copy(path):
         mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
     destination = "%s.%s.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime()))
     # the temporary file is named after `path`, so remove_stale_temps(path) also finds an interrupted copy's
-    _write_then_rename(destination, data, mode, os.path.basename(path))
+    with atomic_stream(destination, mode, temp_name=os.path.basename(path)) as handle:
+        handle.write(data)
     return destination
 
 

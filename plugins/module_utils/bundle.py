@@ -22,6 +22,7 @@ import re
 
 from ansible_collections.fleet.images.plugins.module_utils.atomic_file import atomic_write
 from ansible_collections.fleet.images.plugins.module_utils.compression import COMPRESSIONS, SUFFIXES
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, hash_handle, normalize_sha256, open_regular
 
 FORMAT = "fleet.images/bundle"
@@ -53,51 +54,6 @@ class BundleError(Exception):
 # References and file names
 
 
-def split_reference(reference):
-    """Split an image reference into (repository, tag or None, digest or None).
-
-    The registry part may carry a port (``host:5000/app:1``): only a ``:`` after the last ``/``
-    starts a tag.
-    """
-    name, _separator, digest = reference.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1:], digest or None
-    return name, None, digest or None
-
-
-def normalize_reference(reference):
-    """The form the engine lists in RepoTags: ``nginx`` → ``nginx:latest``, ``docker.io/library/x:1`` → ``x:1``."""
-    reference = reference.strip()
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if reference.startswith(prefix):
-            reference = reference[len(prefix):]
-            break
-    repository, tag, digest = split_reference(reference)
-    if digest:
-        return "%s@%s" % (repository if tag is None else "%s:%s" % (repository, tag), digest)
-    return "%s:%s" % (repository, tag or "latest")
-
-
-def is_tag_reference(reference):
-    """True for ``name[:tag]`` references, which a load can restore; a digest cannot be re-created locally."""
-    return "@" not in reference
-
-
-def check_reference(reference):
-    """Raise BundleError unless `reference` looks like an image reference (the engine judges the rest)."""
-    if not isinstance(reference, str) or not reference.strip():
-        raise BundleError("an image reference must be a non-empty string, got %r" % (reference,))
-    if re.search(r"\s", reference.strip()):
-        raise BundleError("image reference %r contains whitespace" % reference)
-    repository, tag, digest = split_reference(reference.strip())
-    if not repository or tag == "" or digest == "":
-        raise BundleError("image reference %r is incomplete: expected name[:tag] or name@sha256:digest" % reference)
-    if digest is not None and normalize_sha256(digest) is None:
-        raise BundleError("image reference %r has digest %r; expected sha256: followed by 64 hex digits" % (reference, digest))
-
-
 def tarball_name(reference, compression, variant=None):
     """The bundle-relative file name of the tarball for `reference`: ``images/<readable>-<hash><suffix>``.
 
@@ -106,8 +62,8 @@ def tarball_name(reference, compression, variant=None):
     names unique when two references read alike (``a/b:c`` and ``a_b:c``) and equal for ``nginx``
     and ``nginx:latest``. `variant` (an image ID, say) gives another name for the same reference.
     """
-    normalized = normalize_reference(reference)
-    repository, tag, digest = split_reference(normalized)
+    normalized = image_ref.normalize(reference)
+    repository, tag, digest = image_ref.split(normalized)
     readable = repository + ("_" + tag if tag else "") + ("_" + digest.replace("sha256:", "sha256-")[:19] if digest else "")
     readable = SAFE_NAME_CHARS.sub("_", readable).strip("._-")[:MAX_READABLE_NAME].rstrip("._-") or "image"
     suffix = hashlib.sha256((normalized if variant is None else "%s\n%s" % (normalized, variant)).encode("utf-8")).hexdigest()[:12]
@@ -290,7 +246,7 @@ def entry_names(entry):
     """Every name an entry answers to: its references and tags, as recorded and normalized."""
     names = []
     for reference in list(entry.get("references") or []) + list(entry.get("tags") or []):
-        for name in (reference, normalize_reference(reference)):
+        for name in (reference, image_ref.normalize(reference)):
             if name not in names:
                 names.append(name)
     return names
@@ -298,7 +254,7 @@ def entry_names(entry):
 
 def find_entry(manifest, reference):
     """The entry answering to `reference` (as recorded or normalized), or None."""
-    wanted = normalize_reference(reference)
+    wanted = image_ref.normalize(reference)
     for entry in manifest["images"]:
         if reference in entry_names(entry) or wanted in entry_names(entry):
             return entry

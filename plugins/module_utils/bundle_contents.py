@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import os
 
+from ansible.module_utils.common.text.formatters import bytes_to_human
+
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file
 
 WHEELS_DIR = bundle.WHEELS_DIR
-
-
-def human_size(size):
-    if size < 1024:
-        return "%d bytes" % size
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024.0
-        if size < 1024 or unit == "GiB":
-            return "%.1f %s" % (size, unit)
 
 
 def all_references(manifest):
@@ -109,7 +102,7 @@ def read_bundle(bundle_dir, references, verify):
         image = dict(entry)
         image["file_path"] = bundle.resolve_file(bundle_dir, entry["file"])
         image["verified"] = bool(verify)
-        image["summary"] = "%s: %s, %s, %s" % (", ".join(entry["references"]), entry["file"], human_size(entry["size"]), entry["compression"])
+        image["summary"] = "%s: %s, %s, %s" % (", ".join(entry["references"]), entry["file"], bytes_to_human(entry["size"]), entry["compression"])
         images.append(image)
     wheels, wheel_problems, unlisted = read_wheels(bundle_dir, manifest, verify)
     problems += wheel_problems
@@ -117,6 +110,7 @@ def read_bundle(bundle_dir, references, verify):
         raise bundle.BundleError("bundle %s failed its check: %s" % (bundle_dir, "; ".join(problems)))
     images_size = sum(entry["size"] for entry in selected)
     return dict(
+        bundle=bundle_dir,
         path=bundle_dir,
         format_version=manifest["version"],
         images=images,

@@ -3,19 +3,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Streaming gzip and zstd compression for image tarballs, and detection by content.
 
-zstd uses the Python ``zstandard`` package when it can be imported, otherwise the ``zstd``
-command line tool through a pipe; when neither exists the caller gets a :class:`CompressionError`
-that says what to install. Nothing here holds more than one chunk of an image in memory.
+zstd uses the Python ``zstandard`` package (managed hosts get it from the bundle's wheels); when it
+cannot be imported the caller gets a :class:`CompressionError` that says what to install. Nothing
+here holds a whole image in memory: every read is bounded.
 """
 
 from __future__ import annotations
 
-import collections
 import gzip
 import os
-import shutil
-import subprocess
-import threading
+import socket
+import sys
 import zlib
 
 try:
@@ -40,8 +38,11 @@ TAR_MAGIC_OFFSET = 257
 DETECT_BYTES = 512
 
 READ_SIZE = 4 * 1024 * 1024
-# Compressed bytes handed to the zstd decompressor at a time (its output is bounded by blocks).
+# Compressed bytes read from a zstd file at a time, fed to the decompressor at a time, and the most plain
+# bytes one read returns.
 RAW_PIECE = 1024 * 1024
+MAX_ZSTD_READ = 512 * 1024
+ZSTD_FEED = 512
 
 
 class CompressionError(Exception):
@@ -90,27 +91,14 @@ def check_level(compression, level):
     return level
 
 
-def zstd_backend(prefer=None):
-    """Which zstd implementation is usable: 'python' (zstandard), 'cli' (the zstd tool) or None."""
-    candidates = [prefer] if prefer else ["python", "cli"]
-    for candidate in candidates:
-        if candidate == "python" and zstandard is not None:
-            return "python"
-        if candidate == "cli" and shutil.which("zstd"):
-            return "cli"
-    return None
-
-
-def require_zstd(prefer=None):
-    """Return the zstd backend to use, or raise CompressionError saying what to install."""
-    backend = zstd_backend(prefer)
-    if backend is None:
+def require_zstd():
+    """Raise CompressionError naming this host, its Python and what to install when zstandard is missing."""
+    if zstandard is None:
         raise CompressionError(
-            "zstd is not available on this host: install the Python package zstandard (Debian: python3-zstandard) "
-            "or the zstd command line tool (Debian: zstd), or use compression gzip or none"
-            + (" (import error: %s)" % ZSTANDARD_IMPORT_ERROR if ZSTANDARD_IMPORT_ERROR and prefer != "cli" else "")
-        )
-    return backend
+            "zstd is not available on this host (%s, Python %s): install the Python package zstandard there (Debian: "
+            "python3-zstandard; pip install zstandard; the offline_images role installs it from the bundle's wheels), "
+            "or make the bundle with compression gzip or none (import error: %s)"
+            % (socket.gethostname(), sys.executable, ZSTANDARD_IMPORT_ERROR))
 
 
 class _PlainWriter:
@@ -146,56 +134,7 @@ class _CompressorWriter:
         pass
 
 
-class _ZstdCliWriter:
-    """Feeds the zstd tool on stdin; a thread hands its stdout to the sink so neither pipe can block."""
-
-    def __init__(self, sink, level, threads):
-        self._sink = sink
-        command = ["zstd", "-q", "-c", "-%d" % level, "-T%d" % (0 if threads < 0 else threads)]
-        if level > 19:
-            command.insert(1, "--ultra")
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._error = None
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self):
-        try:
-            while True:
-                block = self._proc.stdout.read(READ_SIZE)
-                if not block:
-                    return
-                self._sink(block)
-        except Exception as exc:  # reported by close(); the thread must not die silently
-            self._error = exc
-
-    def write(self, data):
-        try:
-            self._proc.stdin.write(data)
-        except BrokenPipeError as exc:
-            self._reader.join()
-            raise CompressionError("the zstd tool stopped while compressing: %s" % self._stderr()) from exc
-
-    def _stderr(self):
-        return self._proc.stderr.read().decode("utf-8", "replace").strip() or "exit code %s" % self._proc.returncode
-
-    def close(self):
-        self._proc.stdin.close()
-        self._reader.join()
-        code = self._proc.wait()
-        if self._error is not None:
-            raise self._error
-        if code != 0:
-            raise CompressionError("the zstd tool failed while compressing (exit %d): %s" % (code, self._stderr()))
-
-    def abort(self):
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._reader.join()
-
-
-def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=None):
+def compressing_writer(out, compression, level=None, threads=-1):
     """Return a writer whose write(data) compresses `data` and writes the result to `out`.
 
     close() flushes the end of the compressed stream into `out` (it does not close `out`);
@@ -208,189 +147,73 @@ def compressing_writer(out, compression, level=None, threads=-1, zstd_prefer=Non
     if compression == "gzip":
         # wbits 31: zlib's deflate with a gzip header and trailer, what `gzip` writes.
         return _CompressorWriter(sink, zlib.compressobj(level, zlib.DEFLATED, 31))
-    if require_zstd(zstd_prefer) == "python":
-        return _CompressorWriter(sink, zstandard.ZstdCompressor(level=level, threads=threads).compressobj())
-    return _ZstdCliWriter(sink, level, threads)
+    require_zstd()
+    return _CompressorWriter(sink, zstandard.ZstdCompressor(level=level, threads=threads).compressobj())
 
 
-class ZstdFrameWalker:
-    """Follows the structure of a zstd stream (RFC 8878) without decompressing it.
-
-    feed(data) returns `data` cut into pieces ``("data", bytes)`` and frame ends ``("end", b"")``.
-    A data piece spans at most `max_blocks` block ends; a block decompresses to 128 KiB at most,
-    so whatever the compression ratio, decompressing one piece yields a bounded amount. finish()
-    raises CompressionError when the stream stops inside a frame, which zstandard's decompressor
-    does not report.
-    """
-
-    def __init__(self, max_blocks=4):
-        self.max_blocks = max_blocks
-        self.offset = 0
-        self._state = "magic"
-        self._need = 4
-        self._header = bytearray()
-        self._header_start = 0
-        self._payload = 0
-        self._checksum = False
-        self._last_block = False
-        self._blocks = 0
-
-    def feed(self, data):
-        pieces = []
-        start = 0
-        position = 0
-        length = len(data)
-        # an empty block or skippable frame ends without consuming a byte: handle it even at the end
-        while position < length or (self._state in ("payload", "checksum", "skippable") and not self._payload):
-            if self._state in ("payload", "checksum", "skippable"):
-                take = min(self._payload, length - position)
-                position += take
-                self._payload -= take
-                if self._payload:
-                    continue
-                if self._state == "payload" and not self._last_block:
-                    self._blocks += 1
-                    if self._blocks >= self.max_blocks:
-                        pieces.append(("data", data[start:position]))
-                        start = position
-                        self._blocks = 0
-                    self._expect("block", 3)
-                elif self._state == "payload" and self._checksum:
-                    self._state = "checksum"
-                    self._payload = 4
-                else:
-                    pieces.append(("data", data[start:position]))
-                    pieces.append(("end", b""))
-                    start = position
-                    self._expect("magic", 4)
-                continue
-            if not self._header:
-                self._header_start = self.offset + position
-            take = min(self._need - len(self._header), length - position)
-            self._header += data[position:position + take]
-            position += take
-            if len(self._header) == self._need:
-                self._parse_header()
-        if start < length:
-            pieces.append(("data", data[start:]))
-        self.offset += length
-        return pieces
-
-    def _expect(self, state, need):
-        self._state = state
-        self._need = need
-        self._header = bytearray()
-
-    def _corrupt(self, what):
-        raise CompressionError("the zstd stream is corrupt: %s at byte %d" % (what, self._header_start))
-
-    def _parse_header(self):
-        header = self._header
-        if self._state == "magic":
-            if bytes(header) == b"\x28\xb5\x2f\xfd":
-                self._state = "descriptor"
-                self._need = 5
-                self._blocks = 0
-            elif 0x50 <= header[0] <= 0x5F and bytes(header[1:4]) == b"\x2a\x4d\x18":
-                self._state = "skippable_size"
-                self._need = 8
-            else:
-                self._corrupt("no frame starts (found %s)" % bytes(header).hex())
-        elif self._state == "skippable_size":
-            self._state = "skippable"
-            self._payload = int.from_bytes(header[4:8], "little")
-            self._header = bytearray()
-        elif self._state == "descriptor":
-            descriptor = header[4]
-            if descriptor & 0x08:
-                self._corrupt("reserved bit set in a frame header")
-            single_segment = bool(descriptor & 0x20)
-            rest = (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03] + (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-            self._checksum = bool(descriptor & 0x04)
-            if rest:
-                self._state = "frame_header"
-                self._need = 5 + rest
-            else:
-                self._expect("block", 3)
-        elif self._state == "frame_header":
-            self._expect("block", 3)
-        elif self._state == "block":
-            value = int.from_bytes(header, "little")
-            block_type = (value >> 1) & 3
-            if block_type == 3:
-                self._corrupt("reserved block type")
-            self._last_block = bool(value & 1)
-            self._state = "payload"
-            self._header = bytearray()
-            self._payload = 1 if block_type == 1 else value >> 3
-
-    def finish(self):
-        """Raise CompressionError unless the stream ended exactly at the end of a frame."""
-        if self._state != "magic" or self._header:
-            raise CompressionError("the zstd stream ends in the middle of a frame after %d bytes (the file is truncated)" % self.offset)
-
-
-class _ZstdPythonReader:
+class _ZstdReader:
     """Decompresses every frame of a zstd file (zstd -T and concatenated files write several).
 
-    The input is cut at block boundaries (ZstdFrameWalker) and decompressed one piece per read,
-    so a read never returns more than a few MB, even from layers of zeros that compress a
-    thousandfold.
+    One zstandard decompressobj reads one frame; its ``eof`` says the frame ended and its
+    ``unused_data`` is where the next frame starts, so input that ends inside a frame is an error,
+    not a short read. Input goes in ZSTD_FEED bytes at a time: zstd makes at most one 128 KiB block
+    of 4 bytes, so one feed gives at most 16 MiB even for layers of zeros that compress a
+    thousandfold, and read() hands it out in pieces of at most MAX_ZSTD_READ.
     """
 
     def __init__(self, handle):
         self._handle = handle
         self._decompressor = zstandard.ZstdDecompressor()
-        self._current = self._decompressor.decompressobj()
-        self._walker = ZstdFrameWalker()
-        self._pieces = collections.deque()
+        self._frame = None  # the decompressobj of the frame being read; None between frames
+        self._frame_start = self._offset = 0  # in compressed bytes
+        self._frame_head = b""
+        self._input = memoryview(b"")
+        self._carry = b""  # what a frame's last feed held past its end (at most ZSTD_FEED bytes)
+        self._output = memoryview(b"")
 
     def read(self, size=READ_SIZE):
-        while True:
-            if not self._pieces:
-                raw = self._handle.read(RAW_PIECE)
-                if not raw:
-                    self._walker.finish()
-                    return b""
-                self._pieces.extend(self._walker.feed(raw))
-                continue
-            kind, piece = self._pieces.popleft()
-            if kind == "end":
-                self._current = self._decompressor.decompressobj()
-                continue
-            try:
-                output = self._current.decompress(piece)
-            except zstandard.ZstdError as exc:
-                raise CompressionError("the zstd stream is corrupt: %s" % exc) from exc
-            if output:
-                return output
+        if size is None or size < 0 or size > MAX_ZSTD_READ:
+            size = MAX_ZSTD_READ
+        while not self._output and self._feed():
+            pass
+        block, self._output = self._output[:size], self._output[size:]
+        return bytes(block)
+
+    def _feed(self):
+        """Decompress the next piece of input into self._output; False at the end of the last frame."""
+        if not self._input and not self._carry:
+            self._input = memoryview(self._handle.read(RAW_PIECE))
+            if not self._input:
+                if self._frame is not None:
+                    raise CompressionError(
+                        "the zstd stream ends inside the frame that starts at byte %d (the file is truncated at byte %d)"
+                        % (self._frame_start, self._offset))
+                return False
+        if self._frame is None:
+            self._frame = self._decompressor.decompressobj()
+            self._frame_start, self._frame_head = self._offset, bytes((self._carry or self._input)[:4])
+        if self._carry:
+            piece, self._carry = self._carry, b""
+        else:
+            piece, self._input = self._input[:ZSTD_FEED], self._input[ZSTD_FEED:]
+        try:
+            self._output = memoryview(self._frame.decompress(piece))
+        except zstandard.ZstdError as exc:
+            raise CompressionError("the zstd stream is corrupt: %s" % self._where(exc)) from exc
+        self._offset += len(piece)
+        if self._frame.eof:
+            self._carry = bytes(self._frame.unused_data)
+            self._offset -= len(self._carry)
+            self._frame = None
+        return True
+
+    def _where(self, exc):
+        if len(self._frame_head) == 4 and detect_compression(self._frame_head) != "zstd":
+            return "no frame starts (found %s) at byte %d" % (self._frame_head.hex(), self._frame_start)
+        return "%s (in the frame that starts at byte %d)" % (exc, self._frame_start)
 
     def close(self):
         self._handle.close()
-
-
-class _ZstdCliReader:
-    """The zstd tool decompressing from the caller's open file (its descriptor is the tool's stdin)."""
-
-    def __init__(self, handle, label):
-        self._label = label
-        self._proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=handle, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def read(self, size=READ_SIZE):
-        block = self._proc.stdout.read(size)
-        if not block:
-            code = self._proc.wait()
-            if code != 0:
-                message = self._proc.stderr.read().decode("utf-8", "replace").strip()
-                raise CompressionError("the zstd tool could not decompress %s (exit %d): %s" % (self._label, code, message))
-        return block
-
-    def close(self):
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._proc.stdout.close()
-        self._proc.stderr.close()
 
 
 class _GzipReader:
@@ -457,30 +280,27 @@ class _Borrowed:
         pass
 
 
-def open_decompressed(source, zstd_prefer=None, label=None):
+def open_decompressed(source, label=None):
     """Return a reader whose read(n) gives the plain tar bytes of `source`; call close().
 
-    `source` is a path, or an open unbuffered binary file read from its current position and left
-    open (image_load hashes and loads one descriptor). The compression is detected from the content
+    `source` is a path, or an open binary file read from its current position and left open
+    (image_load hashes and loads one descriptor). The compression is detected from the content
     (magic bytes), not from the file name.
     """
     if isinstance(source, (str, bytes, os.PathLike)):
-        handle = open(source, "rb", buffering=0)  # unbuffered: the zstd tool reads the descriptor from here
+        handle = open(source, "rb")
         label = label or source
     else:
         handle = _Borrowed(source)
         label = label or getattr(source, "name", "the file")
     try:
         kind = detect_handle(source if isinstance(handle, _Borrowed) else handle, label)
-        if kind == "zstd" and require_zstd(zstd_prefer) == "cli":
-            reader = _ZstdCliReader(source if isinstance(handle, _Borrowed) else handle, label)
-            handle.close()  # the tool holds its own copy of the descriptor
-            return reader
+        if kind == "zstd":
+            require_zstd()
+            return _ZstdReader(handle)
     except BaseException:
         handle.close()
         raise
-    if kind == "zstd":
-        return _ZstdPythonReader(handle)
     if kind == "gzip":
         return _GzipReader(handle)
     return _PlainReader(handle)

@@ -26,6 +26,8 @@ import json
 import re
 import tarfile
 
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
+
 # Small JSON members (configs, manifests, index) are kept; layers are far larger and are skipped.
 MAX_CAPTURED_MEMBER = 8 * 1024 * 1024
 MAX_CAPTURED_TOTAL = 64 * 1024 * 1024
@@ -225,14 +227,6 @@ def _config_digest_from_path(path):
     return "sha256:" + base
 
 
-def familiar_name(name):
-    """``docker.io/library/nginx:1`` → ``nginx:1``, ``docker.io/team/app:1`` → ``team/app:1``: how the engine lists tags."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
-
-
 def _check_config(files, path, digest, oversized=None):
     data = files.get(path)
     if data is None:
@@ -263,7 +257,7 @@ def _oci_images(files, oversized=None):
         annotations = _expect(descriptor.get("annotations") or {}, dict, "annotations in index.json")
         names = []
         if isinstance(annotations.get("io.containerd.image.name"), str) and annotations["io.containerd.image.name"]:
-            names.append(familiar_name(annotations["io.containerd.image.name"]))
+            names.append(image_ref.familiar(annotations["io.containerd.image.name"]))
         target = descriptor
         document = None
         for _depth in range(4):

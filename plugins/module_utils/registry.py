@@ -18,6 +18,8 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
+
 CONTAINER_PORT = 5000
 DATA_MOUNT = "/var/lib/registry"
 CERT_MOUNT = "/certs/tls.crt"
@@ -29,9 +31,6 @@ LABEL_FINGERPRINT = "fleet.images.registry.fingerprint"
 LABEL_INPUTS = "fleet.images.registry.inputs"
 DEFAULT_CONFIG_ROOT = "/etc/fleet-images/registry"
 DEFAULT_DATA_ROOT = "/var/lib/fleet-images/registry"
-DOCKER_HUB_DOMAINS = ("docker.io", "index.docker.io", "registry-1.docker.io")
-NAME_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 HOST_PORT_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 
 
@@ -281,35 +280,6 @@ def normalize_registry(registry):
     return value
 
 
-def parse_reference(reference):
-    """Split an image reference the way Docker does: (domain or None, path, tag or None, digest or None)."""
-    text = (reference or "").strip()
-    if not text:
-        raise RegistryConfigError("empty image reference")
-    digest = None
-    if "@" in text:
-        text, digest = text.split("@", 1)
-    tag = None
-    last = text.rsplit("/", 1)[-1]
-    if ":" in last:
-        text, tag = text.rsplit(":", 1)
-    domain = None
-    first, sep, rest = text.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        domain, text = first, rest
-    components = text.split("/")
-    for component in components:
-        if not NAME_COMPONENT_RE.match(component):
-            raise RegistryConfigError("image reference %r: %r is not a valid repository name component" % (reference, component))
-    if tag is not None and not TAG_RE.match(tag):
-        raise RegistryConfigError("image reference %r: %r is not a valid tag" % (reference, tag))
-    return domain, text, tag, digest
-
-
-def is_docker_hub(domain):
-    return domain is None or domain in DOCKER_HUB_DOMAINS
-
-
 def target_reference(reference, registry, mirror_namespace=False):
     """The name an image gets in the site registry: (repository, tag, "registry/repository:tag").
 
@@ -320,14 +290,17 @@ def target_reference(reference, registry, mirror_namespace=False):
     entry for, so hosts keep pulling `nginx:1.25` unchanged.
     """
     registry = normalize_registry(registry)
-    domain, path, tag, digest = parse_reference(reference)
+    try:
+        domain, path, tag, digest = image_ref.parse(reference)
+    except image_ref.InvalidReference as exc:
+        raise RegistryConfigError(str(exc)) from None
     if tag is None:
         if digest is not None:
             raise RegistryConfigError("image reference %r has a digest but no tag: a registry push needs a tag" % reference)
         tag = "latest"
-    if mirror_namespace and is_docker_hub(domain) and "/" not in path:
+    if mirror_namespace and image_ref.is_docker_hub(domain) and "/" not in path:
         path = "library/" + path
-    elif not mirror_namespace and is_docker_hub(domain) and path.startswith("library/"):
+    elif not mirror_namespace and image_ref.is_docker_hub(domain) and path.startswith("library/"):
         path = path[len("library/"):]
     return path, tag, "%s/%s:%s" % (registry, path, tag)
 

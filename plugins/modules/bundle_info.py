@@ -20,11 +20,14 @@ description:
 extends_documentation_fragment:
   - fleet.images.docker.attributes
 options:
-  path:
+  bundle:
     description:
       - The bundle directory.
+      - The same option as O(fleet.images.image_save#module:bundle) and O(fleet.images.image_load#module:bundle); V(path)
+        is its former name, kept as an alias.
     type: path
     required: true
+    aliases: [path]
   images:
     description:
       - Only these images (references as recorded in the bundle, for example V(nginx:1.25)).
@@ -56,14 +59,14 @@ seealso:
 EXAMPLES = r"""
 - name: Read the bundle on the controller
   fleet.images.bundle_info:
-    path: /media/usb/bundle
+    bundle: /media/usb/bundle
   delegate_to: localhost
   run_once: true
   register: bundle
 
 - name: Check the tarballs about to be sent before any transfer
   fleet.images.bundle_info:
-    path: /media/usb/bundle
+    bundle: /media/usb/bundle
     images: [nginx:1.25]
     verify: true
   delegate_to: localhost
@@ -71,8 +74,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-path:
+bundle:
   description: The bundle directory, absolute.
+  returned: always
+  type: str
+  sample: /media/usb/bundle
+path:
+  description: The same as RV(bundle), under its former name.
   returned: success
   type: str
 format_version:
@@ -129,7 +137,7 @@ images:
       sha256: 9b2c...
       compression: zstd
       verified: false
-      summary: "nginx:1.25: images/nginx_1.25-0123456789ab.tar.zst, 71234567 bytes, zstd"
+      summary: "nginx:1.25: images/nginx_1.25-0123456789ab.tar.zst, 67.94 MB, zstd"
 references:
   description:
     - Every reference of every image in the bundle (as recorded, and as the engine lists it, for example
@@ -207,17 +215,17 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle_contents impor
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            bundle=dict(type="path", required=True, aliases=["path"]),
             images=dict(type="list", elements="str", default=[]),
             verify=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    path = os.path.abspath(module.params["path"])
+    path = os.path.abspath(module.params["bundle"])
     try:
         contents = read_bundle(path, module.params["images"], module.params["verify"])
     except BundleError as exc:
-        module.fail_json(msg=str(exc), path=path)
+        module.fail_json(msg=str(exc), bundle=path)
     module.exit_json(changed=False, **contents)
 
 

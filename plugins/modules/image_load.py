@@ -49,6 +49,7 @@ attributes:
     details:
       - Reports which images would be loaded, tagged or skipped. Tarballs that would be loaded are still checked
         (size, free space and, with O(verify=true), sha256), so check mode also predicts their failures.
+      - With O(entries) instead of O(bundle), only the engine is asked and no file is read (none needs to be on the host).
   diff_mode:
     support: full
     details:
@@ -61,7 +62,7 @@ options:
   bundle:
     description:
       - The bundle directory (with C(bundle.json), C(SHA256SUMS) and C(images/)).
-      - Exactly one of O(bundle) and O(path) is required.
+      - Exactly one of O(bundle), O(path) and O(entries) is required.
     type: path
   path:
     description:
@@ -70,6 +71,17 @@ options:
         count and the size of its JSON documents) to learn which images it holds before deciding whether to load it;
         with a bundle, no read is needed to skip an image.
     type: path
+  entries:
+    description:
+      - The bundle's images as M(fleet.images.bundle_info) returns them (its C(images) list, as it is), instead of
+        O(bundle), to learn what each image needs before anything is copied to the host.
+      - Only in check mode (the task keyword C(check_mode) set to V(true)); the engine is asked, by the same identity rule as a
+        load, and no file is read or needed on the host. Each image comes back in RV(images) with C(action)
+        V(skipped) (present), V(tagged) (present, lacks tags) or V(loaded) (its tarball is needed), and
+        RV(load_files) and RV(tag_files) list the tarballs.
+      - Replaces the former module C(fleet.images.bundle_image_info).
+    type: list
+    elements: dict
   sha256:
     description:
       - The expected sha256 of O(path), as 64 hex digits, optionally prefixed with V(sha256:).
@@ -108,8 +120,9 @@ notes:
     socket). For a remote engine (V(tcp://), V(ssh://)) the check is skipped with a warning.
   - When the engine stops answering during a load (it stopped, restarted or crashed), the image fails with a message
     naming the engine and the file; its tags are not restored, and a rerun loads it again.
-  - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool
-    on the host the module runs on; without either the task fails before loading and says so.
+  - Loading a zstd bundle needs the Python package C(zstandard) (Debian C(python3-zstandard); the
+    P(fleet.images.offline_images#role) role installs it from the bundle's wheels) on the host the module runs on;
+    without it the task fails before loading and says so. The C(zstd) command line tool is not used.
 seealso:
   - module: fleet.images.image_save
   - module: community.docker.docker_image_load
@@ -129,6 +142,20 @@ EXAMPLES = r"""
     images: [nginx:1.25, registry:2]
     keep_free: 10G
 
+- name: Read the bundle on the controller
+  fleet.images.bundle_info:
+    bundle: /media/usb/bundle
+  delegate_to: localhost
+  run_once: true
+  register: bundle
+
+- name: Before copying anything, ask each host's engine which tarballs it needs
+  fleet.images.image_load:
+    entries: "{{ bundle.images }}"
+  check_mode: true
+  changed_when: false
+  register: wanted
+
 - name: Load one tarball copied on its own
   fleet.images.image_load:
     path: /tmp/app.tar.zst
@@ -141,19 +168,21 @@ loaded:
   returned: always
   type: list
   elements: dict
-  contains:
+  contains: &summary
     references:
       description: The references recorded for the image.
       type: list
       elements: str
       sample: [nginx:1.25]
     tags:
-      description: The tags the image has on the engine afterwards.
+      description: The tags recorded for the image.
       type: list
       elements: str
       sample: [nginx:1.25]
-    id:
-      description: The image ID on this engine (in check mode, the recorded config digest).
+    image_id:
+      description:
+        - The image ID on this engine. In check mode, for an image that would be loaded, the recorded config digest;
+          with O(entries), null.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     file:
@@ -163,7 +192,7 @@ loaded:
   sample:
     - references: [nginx:1.25]
       tags: [nginx:1.25]
-      id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+      image_id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
       file: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
 present:
   description:
@@ -172,16 +201,30 @@ present:
   returned: always
   type: list
   elements: dict
+  contains: *summary
   sample:
     - references: [registry:2]
       tags: [registry:2]
-      id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
+      image_id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
       file: images/registry_2-8112a294af79.tar.zst
 tagged:
   description: Images that were present but lacked recorded tags, which were set without loading.
   returned: always
   type: list
   elements: dict
+  contains: *summary
+  sample: []
+load_files:
+  description: The tarballs of the images loaded (in check mode, that would be loaded), each once.
+  returned: always
+  type: list
+  elements: str
+  sample: [images/nginx_1.25-5b0c8a1d2e3f.tar.zst]
+tag_files:
+  description: The tarballs of the images that only got (or would get) tags; nothing is read from them.
+  returned: always
+  type: list
+  elements: str
   sample: []
 images:
   description: Every selected image with what was done to it.
@@ -190,11 +233,11 @@ images:
   elements: dict
   contains:
     action:
-      description: V(loaded), V(tagged), V(skipped) or V(failed).
+      description: V(loaded), V(tagged), V(skipped) (present) or V(failed); in check mode, what would be done.
       type: str
       sample: loaded
-    id:
-      description: The image ID on this engine, or null when it failed.
+    image_id:
+      description: The image ID on this engine, or null when it failed (see RV(loaded[].image_id) for check mode).
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     references:
@@ -208,7 +251,7 @@ images:
       elements: str
       sample: [nginx:1.25]
     tags_set:
-      description: The tags this run set (or moved) on the engine.
+      description: The tags this run set (or moved) on the engine; in check mode, those it would set.
       type: list
       elements: str
       sample: [nginx:1.25]
@@ -235,38 +278,10 @@ msg:
   sample: loaded 1, tagged 0, skipped 2 image(s)
 """
 
-import os
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle
-from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
-from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.bundle_load import run_module
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    DockerException,
-    RequestException,
-    connect,
-    docker_error_message,
-    docker_host_from,
-)
-from ansible_collections.fleet.images.plugins.module_utils.image_transfer import Loader, TransferError
-
-
-def summary_of(result):
-    return {key: result[key] for key in ("references", "tags", "id", "file")}
-
-
-def tag_map(loader, after):
-    """{tag (or reference): image ID, or None when absent} for the diff, before or after this run."""
-    state = {}
-    for result in loader.results:
-        for name in result["tags"] or result["references"]:
-            before = loader.seen.get(name)
-            state[name] = result["id"] if after and result["action"] != "failed" else before
-    return state
 
 
 def main():
@@ -274,67 +289,18 @@ def main():
         argument_spec=docker_connection_args(
             bundle=dict(type="path"),
             path=dict(type="path"),
+            entries=dict(type="list", elements="dict"),
             sha256=dict(type="str"),
             images=dict(type="list", elements="str", default=[]),
             verify=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
             keep_free=dict(type="str", default="0"),
         ),
-        mutually_exclusive=[("bundle", "path"), ("bundle", "sha256"), ("path", "images")],
-        required_one_of=[("bundle", "path")],
+        mutually_exclusive=[("bundle", "path", "entries"), ("bundle", "sha256"), ("path", "images"), ("entries", "images"), ("entries", "sha256")],
+        required_one_of=[("bundle", "path", "entries")],
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        keep_free = human_to_bytes(params["keep_free"])
-    except ValueError as exc:
-        module.fail_json(msg="keep_free %r is not a size: give bytes or a number with a unit such as 512M or 10G (%s)" % (params["keep_free"], exc))
-
-    entries = None
-    bundle_dir = os.path.abspath(params["bundle"]) if params["bundle"] else None
-    if bundle_dir:
-        try:
-            manifest = bundle.load_manifest(bundle_dir)
-            entries = bundle.select_entries(manifest, params["images"], bundle_dir)
-        except BundleError as exc:
-            module.fail_json(msg=str(exc), bundle=bundle_dir)
-
-    client = connect(module)
-    loader = Loader(client, docker_host_from(params), verify=params["verify"], force=params["force"], keep_free=keep_free,
-                    check_mode=module.check_mode)
-    target = bundle_dir or params["path"]
-    try:
-        if entries is not None:
-            for entry in entries:
-                loader.load_entry(bundle_dir, entry)
-        else:
-            loader.load_tarball(os.path.abspath(params["path"]), params["sha256"])
-    except (TransferError, BundleError, CompressionError) as exc:
-        loader.failures.append(str(exc))
-    except (DockerException, RequestException) as exc:
-        module.fail_json(msg=docker_error_message(exc, "loading images from %s" % target), images=loader.results,
-                         exception=traceback.format_exc())
-
-    for warning in loader.warnings:
-        module.warn(warning)
-    by_action = {action: [summary_of(result) for result in loader.results if result["action"] == action]
-                 for action in ("loaded", "tagged", "skipped")}
-    changed = bool(by_action["loaded"] or by_action["tagged"])
-    result = dict(
-        changed=changed,
-        loaded=by_action["loaded"],
-        tagged=by_action["tagged"],
-        present=by_action["skipped"],
-        images=loader.results,
-        msg=("would load %d, tag %d, skip %d image(s)" if module.check_mode else "loaded %d, tagged %d, skipped %d image(s)") % (
-            len(by_action["loaded"]), len(by_action["tagged"]), len(by_action["skipped"])),
-    )
-    if module._diff:
-        result["diff"] = {"before": tag_map(loader, after=False), "after": tag_map(loader, after=True)}
-    if loader.failures:
-        result["msg"] = "; ".join(loader.failures)
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(module)
 
 
 if __name__ == "__main__":

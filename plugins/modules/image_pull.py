@@ -131,89 +131,10 @@ present:
       type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils import image_archive, image_transfer, registry
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    DockerConnectionError,
-    build_client,
-    docker_error_message,
-    docker_host_from,
-)
-
-try:
-    from docker.errors import DockerException, ImageNotFound
-except ImportError:
-    DockerException = ImageNotFound = Exception
-
-
-def split_tag(reference):
-    """(repository, tag) of a name:tag reference, as docker tag takes them."""
-    repository, separator, tag = reference.rpartition(":")
-    if not separator or not repository or "/" in tag:
-        return reference, "latest"
-    return repository, tag
-
-
-def entry_problem(image):
-    """What is wrong with one `images` entry, or None."""
-    references, tags, image_id = image.get("references"), image.get("tags"), image.get("image_id")
-    if not isinstance(references, list) or not references or not all(isinstance(item, str) for item in references):
-        return "needs references: a non-empty list of image references (as bundle_info returns them)"
-    if not isinstance(tags, list) or not all(isinstance(item, str) and "@" not in item for item in tags):
-        return "%s needs tags: a list of name:tag references" % references[0]
-    if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
-        return "%s needs image_id: the sha256:... ID the bundle records" % references[0]
-    return None
-
-
-def inspect_or_none(client, name):
-    try:
-        return client.api.inspect_image(name)
-    except ImageNotFound:
-        return None
-
-
-def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode, engine_name="the engine"):
-    """Get one image onto the engine; returns ("pulled" | "tagged" | "present", record).
-
-    Whether the image is already there is decided as image_load decides it (image_archive.plan_load:
-    the recorded tags resolve to the image's identity), so both strategies agree on "present".
-    """
-    reference = image["references"][0]
-    identity = image_archive.identity_digests(image)
-    action, present_id, tags_to_set = image_archive.plan_load(image, lambda name: inspect_or_none(client, name))
-    if action == "present":
-        return "present", {"reference": reference, "image_id": present_id}
-    if action == "tag":
-        if not check_mode:
-            for bundle_tag in tags_to_set:
-                client.api.tag(present_id, *split_tag(bundle_tag))
-        return "tagged", {"reference": reference, "image_id": present_id, "tags": tags_to_set}
-    # The same name the registry role pushed the image under (module_utils/registry.py).
-    tag, source = registry.target_reference(reference, site_registry, mirror_namespace)[1:]
-    record = {"reference": reference, "source": source, "image_id": image["image_id"]}
-    if check_mode:
-        return "pulled", record
-    # streamed, so the registry's own error and an engine that stops half way are both reported as such
-    image_transfer.pull_image(client, source, None, engine_name, auth=auth)
-    attrs = inspect_or_none(client, source)
-    got = attrs["Id"] if attrs else None
-    if got not in identity:
-        # Leave nothing that looks like the bundle's image behind.
-        if attrs:
-            client.api.remove_image(source)
-        raise ValueError("the site registry served %s as %s, but the bundle holds %s for %s: was another image pushed under "
-                         "that name? Push the bundle again (registry role)." % (source, got, " or ".join(identity), reference))
-    for bundle_tag in tags_to_set:
-        client.api.tag(got, *split_tag(bundle_tag))
-    if source not in tags_to_set:
-        client.api.remove_image(source, noprune=True)
-    record["image_id"] = got
-    return "pulled", record
+from ansible_collections.fleet.images.plugins.module_utils.registry_pull import run_module
 
 
 def main():
@@ -228,28 +149,7 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    params = module.params
-    auth = {"username": params["username"], "password": params["password"]} if params["username"] else None
-    try:
-        client = build_client(params)
-    except DockerConnectionError as exc:
-        module.fail_json(msg=str(exc))
-    result = {"pulled": [], "tagged": [], "present": []}
-    for index, image in enumerate(params["images"]):
-        problem = entry_problem(image)
-        if problem:
-            module.fail_json(msg="images[%d]: %s" % (index, problem))
-    for image in params["images"]:
-        try:
-            outcome, record = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
-                                       docker_host_from(params))
-        except (ValueError, registry.RegistryConfigError, image_transfer.TransferError) as exc:
-            module.fail_json(msg=str(exc), **result)
-        except DockerException as exc:
-            module.fail_json(msg=docker_error_message(exc, "pulling %s from %s" % (image["references"][0], params["registry"])),
-                             exception=traceback.format_exc(), **result)
-        result[outcome].append(record)
-    module.exit_json(changed=bool(result["pulled"] or result["tagged"]), **result)
+    run_module(module)
 
 
 if __name__ == "__main__":

@@ -56,17 +56,20 @@ options:
     elements: str
     required: true
     aliases: [names]
-  dest:
+  bundle:
     description:
       - The bundle directory. It is created (with C(images/)) when it does not exist.
+      - The same option as O(fleet.images.image_load#module:bundle) and O(fleet.images.bundle_info#module:bundle); V(dest)
+        is its former name, kept as an alias.
     type: path
     required: true
+    aliases: [dest]
   compression:
     description:
       - How tarballs are compressed.
       - V(zstd) is several times faster than V(gzip) at a similar size; the hosts that load the bundle then need the
-        Python package C(zstandard) (Debian C(python3-zstandard)) or the C(zstd) tool. Docker itself does not need to
-        read zstd, since M(fleet.images.image_load) decompresses.
+        Python package C(zstandard) (Debian C(python3-zstandard); the bundle's wheels carry it for them), as does the
+        host that saves. Docker itself does not need to read zstd, since M(fleet.images.image_load) decompresses.
       - Changing it rewrites the tarballs (the files get a new suffix); changing only O(compression_level) does not.
       - zstd compresses in worker threads (one fewer than the CPUs, at most 4) while the engine's archive streams in.
     type: str
@@ -102,7 +105,7 @@ options:
     type: bool
     default: false
 requirements:
-  - zstandard (Python) or the zstd tool, for O(compression=zstd)
+  - zstandard (Python), for O(compression=zstd)
 notes:
   - Runs where a Docker Engine can reach the images (the connected side); the bundle directory is on the host the
     module runs on.
@@ -121,13 +124,13 @@ EXAMPLES = r"""
       - nginx:1.25
       - registry:2
       - registry.example.com/team/app:2.1
-    dest: /media/usb/bundle
+    bundle: /media/usb/bundle
     compression: zstd
 
 - name: Follow moved tags, for arm64 hosts, and drop images no longer listed
   fleet.images.image_save:
     images: "{{ site_images }}"
-    dest: /srv/bundles/site-a
+    bundle: /srv/bundles/site-a
     pull: always
     platform: linux/arm64
     prune: true
@@ -135,7 +138,7 @@ EXAMPLES = r"""
 - name: Uncompressed, from a remote engine over TLS
   fleet.images.image_save:
     images: [registry.example.com/team/app@sha256:4f5b0e2f0c5e2c1ab3d6d5e8b2c1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3]
-    dest: /srv/bundles/app
+    bundle: /srv/bundles/app
     compression: none
     docker_host: tcp://build01.example.com:2376
     validate_certs: true
@@ -158,12 +161,12 @@ images:
       type: list
       elements: str
       sample: [nginx:1.25, nginx:latest]
-    id:
+    image_id:
       description: The image ID on the engine; null in check mode when the image would be pulled first.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     file:
-      description: The tarball, relative to O(dest).
+      description: The tarball, relative to O(bundle).
       type: str
       sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
     path:
@@ -209,7 +212,7 @@ pruned:
   elements: str
   sample: []
 bundle:
-  description: The bundle directory (O(dest)), absolute.
+  description: The bundle directory (O(bundle)), absolute.
   returned: always
   type: str
   sample: /media/usb/bundle
@@ -225,29 +228,17 @@ msg:
   sample: wrote 1 of 3 image(s) into /media/usb/bundle
 """
 
-import os
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
-from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError
+from ansible_collections.fleet.images.plugins.module_utils.bundle_save import run_module
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
-from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
-    DockerException,
-    RequestException,
-    connect,
-    docker_error_message,
-    docker_host_from,
-)
-from ansible_collections.fleet.images.plugins.module_utils.image_transfer import TransferError, save_images
 
 
 def main():
     module = AnsibleModule(
         argument_spec=docker_connection_args(
             images=dict(type="list", elements="str", required=True, aliases=["names"]),
-            dest=dict(type="path", required=True),
+            bundle=dict(type="path", required=True, aliases=["dest"]),
             compression=dict(type="str", choices=["none", "gzip", "zstd"], default="zstd"),
             compression_level=dict(type="int", aliases=["level"]),
             pull=dict(type="str", choices=["never", "missing", "always"], default="missing"),
@@ -257,29 +248,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    if not params["images"]:
-        module.fail_json(msg="images is empty: give at least one image reference to save")
-    dest = os.path.abspath(params["dest"])
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        module.fail_json(msg="dest %s exists and is not a directory: a bundle is a directory" % dest)
-    client = connect(module)
-    try:
-        result = save_images(
-            client, dest, params["images"], compression=params["compression"], level=params["compression_level"],
-            pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
-            check_mode=module.check_mode, engine_name=docker_host_from(params),
-        )
-    except (TransferError, BundleError, CompressionError) as exc:
-        module.fail_json(msg=str(exc), dest=dest)
-    except (DockerException, RequestException) as exc:
-        module.fail_json(msg=docker_error_message(exc, "saving images into %s" % dest), dest=dest, exception=traceback.format_exc())
-    except OSError as exc:
-        module.fail_json(msg="cannot write the bundle in %s: %s" % (dest, exc), dest=dest, exception=traceback.format_exc())
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_module(module)
 
 
 if __name__ == "__main__":

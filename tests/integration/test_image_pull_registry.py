@@ -13,7 +13,7 @@ import docker
 import pytest
 import requests
 
-from ansible_collections.fleet.images.plugins.module_utils import image_transfer, registry
+from ansible_collections.fleet.images.plugins.module_utils import engine_io, registry
 
 
 def tiny_image(client, repository, text):
@@ -126,8 +126,8 @@ def test_the_engine_dying_during_a_pull_is_a_clear_failure(private_engine, pushe
                 private_engine.kill()  # dockerd goes away with the pull half done
 
     monkeypatch.setattr(api, "pull", pull_then_die)
-    with pytest.raises(image_transfer.TransferError) as caught:
-        image_transfer.pull_image(private_engine.client, pushed_big, None, private_engine.docker_host)
+    with pytest.raises(engine_io.TransferError) as caught:
+        engine_io.pull_image(private_engine.client, pushed_big, None, private_engine.docker_host)
     message = str(caught.value)
     assert message.startswith("the Docker Engine %s stopped answering while pulling %s (" % (private_engine.docker_host, pushed_big)), message
     assert message.endswith("Check that it runs (systemctl status docker, journalctl -u docker), then run the task again")

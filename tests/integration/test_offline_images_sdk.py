@@ -5,6 +5,8 @@ command now."""
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -88,3 +90,90 @@ def test_the_sdk_environment_is_named_and_no_interpreter_changes(tmp_path, bundl
     # The next module still runs with the inventory's interpreter: the role set no ansible_python_interpreter.
     assert os.path.samefile(tasks["interpreter after"]["ansible_facts"]["ansible_python"]["executable"], HOST_PYTHON)
     assert not any(result.get("changed") for result in tasks.values()), tasks
+
+
+WHEEL_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".cache", "wheels")
+
+
+def zstd_bundle(tmp_path):
+    """A bundle whose one tarball is zstd: a host's Python then needs zstandard as well."""
+    from ansible_collections.fleet.images.plugins.module_utils import bundle as bundle_io
+
+    directory = str(tmp_path / "zstd-bundle")
+    name = bundle_io.tarball_name("app:1", "zstd")
+    content = b"\x28\xb5\x2f\xfd" + b"\0" * 60
+    os.makedirs(os.path.join(directory, os.path.dirname(name)))
+    with open(os.path.join(directory, name), "wb") as handle:
+        handle.write(content)
+    manifest = bundle_io.new_manifest()
+    manifest["images"] = [{"references": ["app:1"], "tags": ["app:1"], "image_id": "sha256:" + "ab" * 32, "file": name,
+                           "size": len(content), "sha256": hashlib.sha256(content).hexdigest(), "compression": "zstd"}]
+    bundle_io.write_manifest(directory, manifest)
+    return directory
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_a_zstd_bundle_needs_zstandard_in_the_hosts_python_too(tmp_path, bundle):
+    # A Python with the SDK and requests but no zstandard: this machine's own, with docker and
+    # requests installed from the cached wheels into an environment of its own.
+    pips = glob.glob(os.path.join(WHEEL_CACHE, "pip-*.whl"))
+    assert pips, "%s lacks the pip wheel: run scripts/setup" % WHEEL_CACHE
+    python = str(tmp_path / "py" / "bin" / "python")
+    subprocess.run([HOST_PYTHON, "-m", "venv", "--without-pip", str(tmp_path / "py")], check=True)
+    subprocess.run([python, os.path.join(pips[0], "pip"), "install", "-q", "--disable-pip-version-check", "--no-index",
+                    "--find-links", WHEEL_CACHE, "docker", "requests"], check=True)
+    assert subprocess.run([python, "-c", "import zstandard"], capture_output=True, check=False).returncode != 0
+
+    # no zstd tarball: docker and requests are all the modules need
+    done, tasks = run_sdk(tmp_path, bundle, python, offline_images_install_sdk=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert tasks["python"]["offline_images_python"] == python
+
+    # a zstd tarball: this Python will not do, and the message says what it lacks
+    done, tasks = run_sdk(tmp_path, zstd_bundle(tmp_path), python, offline_images_install_sdk=False,
+                          offline_images_venv=str(tmp_path / "no-venv"))
+    assert done.returncode != 0
+    failed = [result for result in tasks.values() if result.get("failed")]
+    assert len(failed) == 1, tasks
+    message = failed[0]["msg"]
+    assert message.startswith("localhost: %s cannot import the Docker SDK" % python), message
+    assert "zstandard: No module named 'zstandard'" in message and "docker:" not in message, message
+
+
+def wheels_bundle(tmp_path, names):
+    """A bundle listing wheels of these file names (bytes to hash, not real wheels: nothing installs them here)."""
+    from ansible_collections.fleet.images.plugins.module_utils import bundle as bundle_io
+
+    directory = tmp_path / ("wheels-%d" % len(list(tmp_path.iterdir())))
+    (directory / "wheels").mkdir(parents=True)
+    manifest = bundle_io.new_manifest()
+    manifest["wheels"] = []
+    for name in names:
+        content = name.encode() * 10
+        (directory / "wheels" / name).write_bytes(content)
+        manifest["wheels"].append({"file": "wheels/" + name, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+    bundle_io.write_manifest(str(directory), manifest)
+    return str(directory)
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_one_wheel_per_python_is_fine_two_versions_of_a_package_are_refused(tmp_path):
+    common = ["pip-26.3-py3-none-any.whl", "docker-7.2.0-py3-none-any.whl"]
+    two_versions = wheels_bundle(tmp_path, common + ["zstandard-0.24.0-cp311-cp311-manylinux2014_x86_64.whl",
+                                                     "zstandard-0.25.0-cp313-cp313-manylinux2014_x86_64.whl"])
+    done, tasks = run_sdk(tmp_path, two_versions, HOST_PYTHON, offline_images_venv=str(tmp_path / "venv"))
+    assert done.returncode != 0
+    failed = [(name, result) for name, result in tasks.items() if result.get("failed")]
+    assert len(failed) == 1 and "holds more than one wheel of zstandard" in failed[0][1]["msg"], failed
+
+    # One version, a wheel per CPython: past that check, the role goes on to its staging directory
+    # (here one it refuses: under /tmp, which everyone can write to), so nothing is installed on this machine.
+    per_python = wheels_bundle(tmp_path, common + ["zstandard-0.25.0-cp311-cp311-manylinux2014_x86_64.whl",
+                                                   "zstandard-0.25.0-cp313-cp313-manylinux2014_x86_64.whl"])
+    done, tasks = run_sdk(tmp_path, per_python, HOST_PYTHON, offline_images_venv=str(tmp_path / "venv"),
+                          offline_images_remote_dir=str(tmp_path / "staging"))
+    assert done.returncode != 0
+    failed = [(name, result) for name, result in tasks.items() if result.get("failed")]
+    assert failed and not any("more than one wheel" in result.get("msg", "") for _name, result in failed), failed
+    assert all("staging directory" in name for name, _result in failed[:1]), failed
+    assert not os.path.exists(tmp_path / "venv")

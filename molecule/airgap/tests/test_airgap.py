@@ -58,7 +58,14 @@ def test_the_host_without_an_sdk_uses_the_one_from_the_wheels(host):
     if host.backend.get_hostname() != ADDRESSES["airgap-node3"]:
         pytest.skip("only airgap-node3 lacks python3-docker")
     assert host.run("python3 -c 'import docker'").rc != 0
-    assert host.run("/opt/fleet-images/venv/bin/python -c 'import docker, requests'").rc == 0
+    assert host.run("/opt/fleet-images/venv/bin/python -c 'import docker, requests, zstandard'").rc == 0
+
+
+def test_every_host_reads_the_zstd_bundle_with_zstandard_from_the_wheels(host):
+    # The lab hosts' Python lacks zstandard and the bundle is zstd: the role installs the wheel that
+    # fits the host's Python (the bundle has one per CPython) into the SDK environment.
+    assert host.run("python3 -c 'import zstandard'").rc != 0
+    assert host.run("/opt/fleet-images/venv/bin/python -c 'import zstandard'").rc == 0
 
 
 def test_a_docker_hub_name_is_pulled_through_the_site_mirror(host):

@@ -20,8 +20,8 @@ import pytest
 
 from module_runner import COLLECTION_LINK, COLLECTIONS_ROOT
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle, image_transfer
-from ansible_collections.fleet.images.plugins.module_utils.image_transfer import Loader
+from ansible_collections.fleet.images.plugins.module_utils import bundle, bundle_load, bundle_save, engine_io
+from ansible_collections.fleet.images.plugins.module_utils.bundle_load import Loader
 
 PREFIX = "fi-bytes"
 
@@ -108,14 +108,14 @@ def test_a_lone_tarball_swapped_after_its_check_never_reaches_the_engine(local_e
     local_engine.remove(good_ref, good_id, evil_ref, evil_id)
     path, sha256 = lone["good"]
 
-    described = image_transfer.describe_tarball
+    described = bundle_load.describe_tarball
 
     def describe_then_swap(handle, label):
         found = described(handle, label)
         os.replace(lone["evil"][0], path)
         return found
 
-    monkeypatch.setattr(image_transfer, "describe_tarball", describe_then_swap)
+    monkeypatch.setattr(bundle_load, "describe_tarball", describe_then_swap)
     loader = Loader(local_engine.client, local_engine.docker_host)
     loader.load_tarball(path, sha256)
     assert [result["action"] for result in loader.results] == ["loaded"]
@@ -174,7 +174,7 @@ if point == "locked":
 _fsync, _replace = os.fsync, os.replace
 def fsync(fd):
     _fsync(fd)
-    if point == "tarball-written" and os.readlink("/proc/self/fd/%d" % fd).endswith(".partial"):
+    if point == "tarball-written" and os.readlink("/proc/self/fd/%d" % fd).endswith(".tmp") and "/images/" in os.readlink("/proc/self/fd/%d" % fd):
         die()
 def replace(source, target, *args, **kwargs):
     _replace(source, target, *args, **kwargs)
@@ -293,7 +293,7 @@ def big_bundle(local_engine, tmp_path, run):
 
 def kill_after_first_piece(monkeypatch, action):
     """Run `action` once the first piece of the tarball went to the engine: the rest meets whatever it did."""
-    pieces = image_transfer.iter_chunks
+    pieces = engine_io.iter_chunks
 
     def iter_then_act(reader, chunk_size):
         for number, piece in enumerate(pieces(reader, chunk_size)):
@@ -301,7 +301,7 @@ def kill_after_first_piece(monkeypatch, action):
             if number == 0:
                 action()
 
-    monkeypatch.setattr(image_transfer, "iter_chunks", iter_then_act)
+    monkeypatch.setattr(engine_io, "iter_chunks", iter_then_act)
 
 
 def test_the_engine_dying_during_a_load_is_a_clear_failure(private_engine, big_bundle, monkeypatch):
@@ -351,7 +351,7 @@ def test_a_full_data_root_during_a_load_is_a_clear_failure(engine_on_small_disk,
     monkeypatch.undo()
     again = Loader(engine.client, engine.docker_host).load_entry(dest, entry)
     assert again["action"] == "loaded", again.get("error")
-    assert engine.client.api.inspect_image(again["id"])["Id"] in (image_id, again["id"])
+    assert engine.client.api.inspect_image(again["image_id"])["Id"] in (image_id, again["image_id"])
 
 
 def test_a_full_disk_while_writing_bundle_json_keeps_the_old_bundle(local_engine, tmp_path, run, small_disk):
@@ -404,9 +404,9 @@ def test_the_tag_moving_during_a_save_keeps_the_old_bundle(local_engine, images,
         return get_image(name, *args, **kwargs)
 
     monkeypatch.setattr(api, "get_image", moved_meanwhile)
-    with pytest.raises(image_transfer.TransferError, match="image %s changed while it was being saved: the engine listed ID %s"
+    with pytest.raises(engine_io.TransferError, match="image %s changed while it was being saved: the engine listed ID %s"
                        % (moving, b_id)):
-        image_transfer.save_images(local_engine.client, dest, [moving], compression="none", pull="never")
+        bundle_save.save_images(local_engine.client, dest, [moving], compression="none", pull="never")
     assert listed_files(dest) == old_file
     assert sorted("images/" + name for name in os.listdir(os.path.join(dest, "images"))) == old_file
     assert_bundle_whole(dest, run)
@@ -427,9 +427,9 @@ def test_the_engine_dying_during_a_save_keeps_the_old_bundle(private_engine, big
                 private_engine.kill()
 
     monkeypatch.setattr(api, "get_image", stream_then_die)
-    with pytest.raises(image_transfer.TransferError) as caught:
-        image_transfer.save_images(private_engine.client, dest, [reference], compression="zstd", pull="never",
-                                   engine_name=private_engine.docker_host)
+    with pytest.raises(engine_io.TransferError) as caught:
+        bundle_save.save_images(private_engine.client, dest, [reference], compression="zstd", pull="never",
+                                engine_name=private_engine.docker_host)
     assert str(caught.value).startswith("the Docker Engine %s stopped answering while saving %s (" % (private_engine.docker_host, reference))
     assert os.listdir(os.path.join(dest, "images")) == [], "a cut-off tarball was left behind"
     assert not os.path.exists(os.path.join(dest, "bundle.json"))

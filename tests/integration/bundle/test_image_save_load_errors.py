@@ -11,6 +11,8 @@ import shutil
 import pytest
 
 from ports import free_port
+# A size as Ansible's bytes_to_human writes it (1.50 KB, 10.00 GB, 1000.00 PB).
+HUMAN = r"[\d.]+ (?:Bytes|[KMGTPEZY]B)"
 
 
 @pytest.fixture(scope="session")
@@ -180,10 +182,10 @@ def test_not_enough_space_gives_needed_and_free_bytes(damaged, target, test_imag
     result = load_bad(run, directory, target, images=[test_images.refs["bad"]], keep_free="1000P")
     assert result["failed"] is True
     match = re.match(
-        r"^not enough space to load %s: the engine's data root /var/lib/docker needs about (\d+) bytes \([\d.]+ MiB\) and keep_free "
-        r"asks to leave (\d+) bytes \([\d.]+ TiB\) free, but (\d+) bytes \([\d.]+ GiB\) are free \(the archive is (\d+) bytes uncompressed "
+        r"^not enough space to load %s: the engine's data root /var/lib/docker needs about (\d+) bytes \(%s\) and keep_free "
+        r"asks to leave (\d+) bytes \(%s\) free, but (\d+) bytes \(%s\) are free \(the archive is (\d+) bytes uncompressed "
         r"and is unpacked before it is imported\); free space there or prune unused images\. "
-        r"No image was loaded from it$" % re.escape(entry["file"]), result["msg"])
+        r"No image was loaded from it$" % (re.escape(entry["file"]), HUMAN, HUMAN, HUMAN), result["msg"])
     assert match, result["msg"]
     needed, keep_free, free, uncompressed = (int(value) for value in match.groups())
     assert needed == 2 * uncompressed == 2 * entry["uncompressed_size"]
@@ -260,7 +262,7 @@ def test_dest_that_is_a_file(test_images, run, tmp_path):
     dest.write_text("x")
     result = run("image_save", {"images": [test_images.refs["multi"]], "dest": str(dest)})
     assert result["failed"] is True
-    assert result["msg"] == "dest %s exists and is not a directory: a bundle is a directory" % dest
+    assert result["msg"] == "bundle %s exists and is not a directory: a bundle is a directory" % dest
 
 
 def test_lone_tarball_without_any_checksum(bad_bundle, target, test_images, run, tmp_path):

@@ -87,7 +87,7 @@ def test_save_check_mode_then_write_then_nothing(compression, local_engine, test
     for image, entry, ref in zip(first["images"], manifest["images"], test_images.round_trip):
         attrs = local_engine.client.api.inspect_image(ref)
         assert image["reference"] == ref and image["written"] is True
-        assert image["id"] == entry["image_id"] == entry["config_digest"] == attrs["Id"] == test_images.ids[short(ref)]
+        assert image["image_id"] == entry["image_id"] == entry["config_digest"] == attrs["Id"] == test_images.ids[short(ref)]
         assert entry["references"] == entry["tags"] == [ref]
         assert (entry["os"], entry["architecture"]) == (attrs["Os"], attrs["Architecture"])
         assert entry["compression"] == compression and entry["archive_format"] == "docker-archive"
@@ -134,7 +134,7 @@ def test_round_trip_onto_an_engine_without_the_images(compression, target, bundl
     assert first["present"] == [] and first["tagged"] == []
     for item, ref in zip(first["loaded"], test_images.round_trip):
         assert item["references"] == item["tags"] == [ref]
-        assert item["id"] == test_images.ids[short(ref)]
+        assert item["image_id"] == test_images.ids[short(ref)]
         assert target.image_id(ref) == test_images.ids[short(ref)], "tag %s not restored on %s" % (ref, target.name)
     assert all(image["verified"] for image in first["images"])
     layers = {short(ref): target.client.api.inspect_image(ref)["RootFS"]["Layers"] for ref in test_images.round_trip}
@@ -148,7 +148,7 @@ def test_round_trip_onto_an_engine_without_the_images(compression, target, bundl
     assert not second["failed"], second["msg"]
     assert second["changed"] is False
     assert second["msg"] == "loaded 0, tagged 0, skipped 3 image(s)"
-    assert [item["id"] for item in second["present"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
+    assert [item["image_id"] for item in second["present"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
     assert second["diff"]["before"] == second["diff"]["after"]
     assert elapsed < 10, "a run that loads nothing took %.1fs" % elapsed
 
@@ -171,7 +171,7 @@ def test_a_missing_tag_is_restored_without_reading_the_tarball(target, bundles, 
     result = run("image_load", {"bundle": bundle_dir, "docker_host": target.docker_host, "images": [multi]}, diff=True)
     assert not result["failed"], result["msg"]
     assert result["changed"] is True
-    assert result["tagged"] == [{"references": [multi], "tags": [multi], "id": test_images.ids["multi"],
+    assert result["tagged"] == [{"references": [multi], "tags": [multi], "image_id": test_images.ids["multi"],
                                  "file": result["images"][0]["file"]}]
     assert result["images"][0]["tags_set"] == [multi]
     assert result["diff"] == {"before": {multi: None}, "after": {multi: test_images.ids["multi"]}}
@@ -215,7 +215,7 @@ def test_docker_26_bundle_loads_on_both_generations(docker26_bundle, target, tes
     remove_round_trip_images(target, test_images)
     loaded = run("image_load", {"bundle": docker26_bundle, "docker_host": target.docker_host})
     assert not loaded["failed"], loaded["msg"]
-    assert [item["id"] for item in loaded["loaded"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
+    assert [item["image_id"] for item in loaded["loaded"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
     for ref in test_images.round_trip:
         assert target.image_id(ref) == test_images.ids[short(ref)]
     again = run("image_load", {"bundle": docker26_bundle, "docker_host": target.docker_host})
@@ -233,23 +233,23 @@ def test_containerd_image_store_finds_what_it_loaded(source, containerd_engine, 
     assert not first["failed"], first["msg"]
     assert first["changed"] is True and len(first["loaded"]) == 3
     for item, ref in zip(first["loaded"], test_images.round_trip):
-        assert containerd_engine.image_id(ref) == item["id"]
+        assert containerd_engine.image_id(ref) == item["image_id"]
         # the containerd store names images by manifest digest, not by config digest
-        assert item["id"] != test_images.ids[short(ref)]
+        assert item["image_id"] != test_images.ids[short(ref)]
         config = containerd_engine.client.api.inspect_image(ref)
         assert config["RootFS"]["Layers"] == local_layers(test_images, ref)
 
     garble_tarballs(bundle_dir)
     second = run("image_load", params)
     assert not second["failed"], second["msg"]
-    assert second["changed"] is False and [item["id"] for item in second["present"]] == [item["id"] for item in first["loaded"]]
+    assert second["changed"] is False and [item["image_id"] for item in second["present"]] == [item["image_id"] for item in first["loaded"]]
 
     multi = test_images.refs["multi"]
     containerd_engine.client.api.tag(multi, "itest-bundle/keepalive", test_images.marker)
     containerd_engine.client.api.remove_image(multi)
     retag = run("image_load", dict(params, images=[multi]))
     assert not retag["failed"], retag["msg"]
-    assert retag["changed"] is True and retag["tagged"][0]["id"] == first["loaded"][0]["id"]
+    assert retag["changed"] is True and retag["tagged"][0]["image_id"] == first["loaded"][0]["image_id"]
     containerd_engine.remove("itest-bundle/keepalive:%s" % test_images.marker)
 
 
@@ -268,10 +268,10 @@ def test_single_tarball_with_its_checksum(target, bundles, test_images, run):
     loaded = run("image_load", {"path": path, "sha256": "sha256:" + entry["sha256"], "docker_host": target.docker_host})
     assert not loaded["failed"], loaded["msg"]
     assert loaded["changed"] is True
-    assert loaded["loaded"][0]["id"] == entry["config_digest"] and loaded["loaded"][0]["tags"] == entry["tags"]
+    assert loaded["loaded"][0]["image_id"] == entry["config_digest"] and loaded["loaded"][0]["tags"] == entry["tags"]
     assert target.image_id(entry["tags"][0]) == entry["config_digest"]
 
     # without sha256, the SHA256SUMS of the bundle the file sits in is used
     again = run("image_load", {"path": path, "docker_host": target.docker_host})
     assert not again["failed"], again["msg"]
-    assert again["changed"] is False and again["present"][0]["id"] == entry["config_digest"]
+    assert again["changed"] is False and again["present"][0]["image_id"] == entry["config_digest"]

@@ -17,7 +17,6 @@ from ansible_collections.fleet.images.plugins.module_utils.registry import (
     host_port,
     normalize_registry,
     parse_inputs_label,
-    parse_reference,
     probe_host,
     registry_url,
     render_config,
@@ -279,19 +278,6 @@ def test_a_digest_without_tag_cannot_be_pushed():
 def test_invalid_references_are_refused(bad):
     with pytest.raises(RegistryConfigError):
         target_reference(bad, "reg:5000")
-
-
-@pytest.mark.parametrize(
-    "reference, expected",
-    [
-        ("nginx", (None, "nginx", None, None)),
-        ("reg.example:5000/a/b:1", ("reg.example:5000", "a/b", "1", None)),
-        ("localhost/a", ("localhost", "a", None, None)),
-        ("a/b@sha256:" + "0" * 64, (None, "a/b", None, "sha256:" + "0" * 64)),
-    ],
-)
-def test_parse_reference(reference, expected):
-    assert parse_reference(reference) == expected
 
 
 def test_repo_digest_matching_is_per_registry_and_repository():

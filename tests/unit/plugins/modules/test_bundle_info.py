@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils import bundle_contents
+from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
@@ -26,7 +27,7 @@ def make_bundle(directory, images, wheels=()):
         with open(os.path.join(directory, name), "wb") as handle:
             handle.write(content)
         manifest["images"].append({
-            "references": [reference], "tags": [bundle.normalize_reference(reference)], "image_id": "sha256:%064x" % (index + 1),
+            "references": [reference], "tags": [image_ref.normalize(reference)], "image_id": "sha256:%064x" % (index + 1),
             "file": name, "size": len(content), "sha256": hashlib.sha256(content).hexdigest(), "compression": "none",
         })
     bundle.write_manifest(directory, manifest)

@@ -1,4 +1,5 @@
-"""bundle_image_info on both engine generations: present, needs tags, needs its tarball, from the manifest alone."""
+"""image_load given the manifest entries, in check mode (what bundle_image_info was), on both engine generations:
+present, needs tags, needs its tarball, from the manifest alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ def entries(bundles, target, run):
     """The zstd bundle's entries as bundle_info returns them, with every image loaded on the target."""
     loaded = run("image_load", {"bundle": bundles["zstd"], "docker_host": target.docker_host})
     assert not loaded["failed"], loaded["msg"]
-    info = run("bundle_info", {"path": bundles["zstd"]})
+    info = run("bundle_info", {"bundle": bundles["zstd"]})
     yield info["images"]
     # whatever the test removed, the target ends with every image of the bundle again
     restored = run("image_load", {"bundle": bundles["zstd"], "docker_host": target.docker_host})
@@ -22,13 +23,13 @@ def by_reference(result, reference):
 
 
 def test_everything_present_needs_nothing(entries, target, test_images, run):
-    result = run("bundle_image_info", {"images": entries, "docker_host": target.docker_host})
+    result = run("image_load", {"entries": entries, "docker_host": target.docker_host}, check=True)
     assert not result["failed"], result.get("msg")
     assert result["changed"] is False
     assert result["load_files"] == [] and result["tag_files"] == []
-    assert {image["action"] for image in result["images"]} == {"present"}
+    assert {image["action"] for image in result["images"]} == {"skipped"}
     multi = by_reference(result, test_images.refs["multi"])
-    assert multi["id"] == target.image_id(test_images.refs["multi"]) and multi["tags_missing"] == []
+    assert multi["image_id"] == target.image_id(test_images.refs["multi"]) and multi["tags_set"] == []
 
 
 def test_a_missing_tag_and_a_missing_image_are_told_apart(entries, target, test_images, run):
@@ -37,25 +38,30 @@ def test_a_missing_tag_and_a_missing_image_are_told_apart(entries, target, test_
     target.client.api.tag(multi, "itest-bundle/keepalive", test_images.marker)
     target.remove(multi, shared_a)
     try:
-        result = run("bundle_image_info", {"images": entries, "docker_host": target.docker_host}, check=True)
+        result = run("image_load", {"entries": entries, "docker_host": target.docker_host}, check=True)
     finally:
         target.remove("itest-bundle/keepalive:%s" % test_images.marker)
     assert not result["failed"], result.get("msg")
     tagged, missing = by_reference(result, multi), by_reference(result, shared_a)
-    assert tagged["action"] == "tag" and tagged["tags_missing"] == [multi] and tagged["id"]
-    assert missing["action"] == "load" and missing["id"] is None and missing["tags_missing"] == [shared_a]
+    assert tagged["action"] == "tagged" and tagged["tags_set"] == [multi] and tagged["image_id"]
+    assert missing["action"] == "loaded" and missing["image_id"] is None and missing["tags_set"] == [shared_a]
     assert result["tag_files"] == [tagged["file"]]
     assert result["load_files"] == [missing["file"]]
-    assert by_reference(result, test_images.refs["shared-b"])["action"] == "present"
+    assert by_reference(result, test_images.refs["shared-b"])["action"] == "skipped"
 
 
 def test_an_entry_that_is_not_a_manifest_entry_is_refused(target, run):
-    result = run("bundle_image_info", {"images": [{"references": ["nginx:1.25"]}], "docker_host": target.docker_host})
+    result = run("image_load", {"entries": [{"references": ["nginx:1.25"]}], "docker_host": target.docker_host}, check=True)
     assert result["failed"]
-    assert "images[0]" in result["msg"] and "file" in result["msg"] and "bundle_info" in result["msg"]
+    assert "entries[0]" in result["msg"] and "file" in result["msg"] and "bundle_info" in result["msg"]
 
 
 def test_an_unreachable_engine_is_named(entries, run, tmp_path):
-    result = run("bundle_image_info", {"images": entries, "docker_host": "unix://%s/none.sock" % tmp_path})
+    result = run("image_load", {"entries": entries, "docker_host": "unix://%s/none.sock" % tmp_path}, check=True)
     assert result["failed"]
     assert "none.sock" in result["msg"]
+
+
+def test_entries_only_plan(entries, target, run):
+    result = run("image_load", {"entries": entries, "docker_host": target.docker_host})
+    assert result["failed"] and "entries only plans" in result["msg"]
