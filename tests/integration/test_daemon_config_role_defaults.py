@@ -27,6 +27,18 @@ PLAYBOOK = """
 """
 
 
+def defaults_per_host(tmp_path, inventory, task):
+    """Run PLAYBOOK (the daemon role's defaults) on `inventory`; the results of its task number `task` per host."""
+    (tmp_path / "inventory.ini").write_text(inventory)
+    (tmp_path / "play.yml").write_text(PLAYBOOK.format(defaults=os.path.join(REPO_ROOT, "roles", "daemon", "defaults", "main.yml")))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONNECTION="local",
+               ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml")],
+                          capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)["plays"][0]["tasks"][task]["hosts"]
+
+
 @pytest.mark.parametrize("inventory, expected", [
     # the registry role's certificates play set the fact on every host of the play: each host uses its own
     ("[registry]\nreg1 registry_url=https://reg.site.example:5000\n[docker_hosts]\nnode1 registry_url=https://reg.site.example:5000\n",
@@ -41,14 +53,7 @@ PLAYBOOK = """
     ("[registry]\nreg1\n[docker_hosts]\nnode1\n", {"node1": []}),
 ])
 def test_default_mirror_is_the_site_registry(tmp_path, inventory, expected):
-    (tmp_path / "inventory.ini").write_text(inventory)
-    (tmp_path / "play.yml").write_text(PLAYBOOK.format(defaults=os.path.join(REPO_ROOT, "roles", "daemon", "defaults", "main.yml")))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONNECTION="local",
-               ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_NOCOLOR="1")
-    done = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml")],
-                          capture_output=True, text=True, env=env, check=False, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]
+    results = defaults_per_host(tmp_path, inventory, task=0)
     assert {host: result["daemon_registry_mirrors"] for host, result in results.items()} == expected
 
 
@@ -63,12 +68,5 @@ CA = "the-site-CA-as-PEM-text"
     ("[docker_hosts]\nnode1 registry_address=reg.site.example:5000\n", {"node1": {}}),
 ])
 def test_default_ca_is_the_hosts_own_registry_ca(tmp_path, inventory, expected):
-    (tmp_path / "inventory.ini").write_text(inventory)
-    (tmp_path / "play.yml").write_text(PLAYBOOK.format(defaults=os.path.join(REPO_ROOT, "roles", "daemon", "defaults", "main.yml")))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONNECTION="local",
-               ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_NOCOLOR="1")
-    done = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml")],
-                          capture_output=True, text=True, env=env, check=False, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(done.stdout)["plays"][0]["tasks"][1]["hosts"]
+    results = defaults_per_host(tmp_path, inventory, task=1)
     assert {host: result["daemon_registry_ca_certs"] for host, result in results.items()} == expected
