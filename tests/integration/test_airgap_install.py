@@ -19,12 +19,21 @@ PLAY = """- name: Use the installed collection
   vars:
     ansible_python_interpreter: "{{ ansible_playbook_python }}"
   tasks:
-    - name: Ask the controller's Python about the Docker SDK
-      fleet.images.docker_sdk_info:
-      register: sdk
-    - name: The EE's Python has what the collection needs on the controller
+    - name: Run one of the installed collection's modules (it imports the SDK, then finds no engine there)
+      fleet.images.image_save:
+        bundle: /tmp/bundle
+        images: [fe-airgap-install:1]
+        docker_host: unix:///tmp/fe-no-engine.sock
+      register: save
+      failed_when: false
+    - name: The module ran and named the missing engine (not a missing package)
       ansible.builtin.assert:
-        that: [sdk.usable, sdk.python == ansible_playbook_python]
+        that: [save.msg is search('fe-no-engine.sock'), save.msg is not search('(?i)python|module named|sdk')]
+        fail_msg: "{{ save.msg }}"
+    - name: The EE's Python has every package the collection's controller side needs
+      ansible.builtin.command:
+        argv: ["{{ ansible_playbook_python }}", "-c", "import docker, requests, zstandard, cryptography, bcrypt"]
+      changed_when: false
 """
 
 SCRIPT = """set -e
