@@ -130,7 +130,8 @@ def test_a_zstd_bundle_needs_zstandard_in_the_hosts_python_too(tmp_path, bundle)
     assert tasks["python"]["offline_images_python"] == python
 
     # a zstd tarball: this Python will not do, and the message says what it lacks
-    done, tasks = run_sdk(tmp_path, zstd_bundle(tmp_path), python, offline_images_install_sdk=False,
+    zstd = zstd_bundle(tmp_path)
+    done, tasks = run_sdk(tmp_path, zstd, python, offline_images_install_sdk=False,
                           offline_images_venv=str(tmp_path / "no-venv"))
     assert done.returncode != 0
     failed = [result for result in tasks.values() if result.get("failed")]
@@ -138,6 +139,12 @@ def test_a_zstd_bundle_needs_zstandard_in_the_hosts_python_too(tmp_path, bundle)
     message = failed[0]["msg"]
     assert message.startswith("localhost: %s cannot import the Docker SDK" % python), message
     assert "zstandard: No module named 'zstandard'" in message and "docker:" not in message, message
+
+    # the registry strategy: the host pulls, reads no tarball, and needs no zstandard
+    done, tasks = run_sdk(tmp_path, zstd, python, offline_images_install_sdk=False,
+                          offline_images_venv=str(tmp_path / "no-venv"), offline_images_strategy="registry")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert tasks["python"]["offline_images_python"] == python
 
 
 def wheels_bundle(tmp_path, names):
