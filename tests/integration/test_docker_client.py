@@ -58,6 +58,14 @@ def _pump(source, target):
                 pass
 
 
+def splice_to_engine(client):
+    """Relay `client` (a connected socket) to the local engine's socket, both ways, in two threads."""
+    engine = socket.socket(socket.AF_UNIX)
+    engine.connect("/var/run/docker.sock")
+    for source, target in ((client, engine), (engine, client)):
+        threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+
 @pytest.fixture(scope="module")
 def tls_engine(tmp_path_factory):
     """https://127.0.0.1:PORT serving the local engine's API with a certificate from a test CA;
@@ -84,10 +92,7 @@ def tls_engine(tmp_path_factory):
             except (OSError, ssl.SSLError):
                 raw.close()
                 continue
-            engine = socket.socket(socket.AF_UNIX)
-            engine.connect("/var/run/docker.sock")
-            for source, target in ((client, engine), (engine, client)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+            splice_to_engine(client)
 
     threading.Thread(target=serve, daemon=True).start()
     yield "tcp://127.0.0.1:%d" % listener.getsockname()[1], str(directory / "ca.pem"), str(directory / "other-ca.pem")

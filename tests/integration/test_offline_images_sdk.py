@@ -57,6 +57,14 @@ def run_sdk(tmp_path, bundle, interpreter, **role_vars):
     return done, tasks
 
 
+def the_one_failure(done, tasks):
+    """The run failed, at exactly one task: its message."""
+    assert done.returncode != 0
+    failed = [result for result in tasks.values() if result.get("failed")]
+    assert len(failed) == 1, tasks
+    return failed[0]["msg"]
+
+
 def test_a_python_with_the_sdk_is_the_one_named(tmp_path, bundle):
     done, tasks = run_sdk(tmp_path, bundle, sys.executable, offline_images_install_sdk=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -68,10 +76,7 @@ def test_a_python_with_the_sdk_is_the_one_named(tmp_path, bundle):
 def test_a_python_without_the_sdk_fails_naming_the_host_python_and_package_when_installing_is_off(tmp_path, bundle):
     done, tasks = run_sdk(tmp_path, bundle, HOST_PYTHON, offline_images_install_sdk=False,
                           offline_images_venv=str(tmp_path / "no-venv"))
-    assert done.returncode != 0
-    failed = [result for result in tasks.values() if result.get("failed")]
-    assert len(failed) == 1, tasks
-    message = failed[0]["msg"]
+    message = the_one_failure(done, tasks)
     assert message.startswith("localhost: %s cannot import the Docker SDK" % HOST_PYTHON), message
     assert "docker: No module named 'docker'" in message and "offline_images_install_sdk is false" in message, message
     assert not os.path.exists(tmp_path / "no-venv")
@@ -133,10 +138,7 @@ def test_a_zstd_bundle_needs_zstandard_in_the_hosts_python_too(tmp_path, bundle)
     zstd = zstd_bundle(tmp_path)
     done, tasks = run_sdk(tmp_path, zstd, python, offline_images_install_sdk=False,
                           offline_images_venv=str(tmp_path / "no-venv"))
-    assert done.returncode != 0
-    failed = [result for result in tasks.values() if result.get("failed")]
-    assert len(failed) == 1, tasks
-    message = failed[0]["msg"]
+    message = the_one_failure(done, tasks)
     assert message.startswith("localhost: %s cannot import the Docker SDK" % python), message
     assert "zstandard: No module named 'zstandard'" in message and "docker:" not in message, message
 

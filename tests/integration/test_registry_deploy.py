@@ -23,7 +23,7 @@ import trustme
 
 from module_runner import COLLECTIONS_ROOT, run_task
 from ports import free_port
-from test_docker_client import _pump, tls_engine  # noqa: F401  (a fixture) pylint: disable=unused-import
+from test_docker_client import splice_to_engine, tls_engine  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 REGISTRY_IMAGE = "registry:2"
 SOCKET = "unix:///var/run/docker.sock"
@@ -585,10 +585,7 @@ def plain_tcp_engine():
                 client = listener.accept()[0]
             except OSError:
                 return
-            engine = socket.socket(socket.AF_UNIX)
-            engine.connect("/var/run/docker.sock")
-            for source, target in ((client, engine), (engine, client)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+            splice_to_engine(client)
 
     threading.Thread(target=serve, daemon=True).start()
     yield "tcp://127.0.0.1:%d" % listener.getsockname()[1]
