@@ -302,7 +302,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.bundle_save import run_module
+from ansible_collections.fleet.images.plugins.module_utils.image_save_run import run_module
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 
 
