@@ -65,12 +65,17 @@ def disk_use(path):
     return total
 
 
-def pushed_digests(session, registry, references, mirror_namespace):
-    """{name in the registry (repo:tag): manifest digest} for the images the role pushed."""
+def pushed_digests(session, registry, references, mirror_namespace, check_mode=False):
+    """{name in the registry (repo:tag): manifest digest} for the images the role pushed.
+
+    In check mode an image not pushed yet (the push was only predicted) is left out.
+    """
     images = {}
     for reference in references:
         repository, tag = target_reference(reference, registry, mirror_namespace)[:2]
         digest = remote_digest(session, "https", registry, repository, tag)
+        if digest is None and check_mode:
+            continue
         if digest in (None, "unknown"):
             raise GcError("the site registry %s does not hold %s:%s (pushed as %s): push the bundle first (registry role), "
                           "then collect" % (registry, repository, tag, reference))
@@ -183,7 +188,7 @@ def gc(params, check_mode):
     registry = normalize_registry(params["registry"])
     session = api_session(params.get("tls_ca"), params["username"], params["password"], check_hostname=False)
     stored = gc_record.load_record(params["record"])
-    images = pushed_digests(session, registry, params["references"], params["mirror_namespace"])
+    images = pushed_digests(session, registry, params["references"], params["mirror_namespace"], check_mode)
     record = gc_record.remember(stored, images)
     deleted, reclaimed = [], 0
     if params["delete"]:
