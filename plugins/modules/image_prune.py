@@ -20,7 +20,7 @@ description:
   - "Newest and newer go by the image's creation time, as C(docker image prune --filter until=) does."
   - Removal never forces. Each tag is removed as C(docker rmi NAME) removes it; the engine removes untagged parents as
     it always does. When a container starts using an image between the listing and the removal, the engine refuses
-    (HTTP 409): the image is then reported kept, with the engine's reason, and any tag already taken off it is put back.
+    (HTTP 409) and the image is then reported kept, with the engine's reason; any tag already taken off it is put back.
   - Bytes freed count each layer (as the engine stores it) that no remaining image uses, once, for the first removed
     image that has it.
 extends_documentation_fragment:
