@@ -152,13 +152,16 @@ bundles:
     id:
       description: The bundle's identity (digest of its names and manifest digests).
       type: str
+      sample: sha256:9b1f...
     at:
       description: When it was first recorded (UTC).
       type: str
+      sample: "2026-12-03T18:00:00Z"
     images:
       description: The names it pushed.
       type: list
       elements: str
+      sample: ["library/nginx:1.25"]
   sample: [{"id": "sha256:9b1f...", "at": "2026-12-03T18:00:00Z", "images": ["library/nginx:1.25"]}]
 msg:
   description: One line with the manifests deleted, the bytes reclaimed and the bundles remembered.
