@@ -149,8 +149,8 @@ def execute(client, images, reasons, check_mode):
         "changed": removed > 0,
         "images": items,
         "bytes_freed": freed,
-        "msg": "%s %d image(s), %s freed; kept %d" % ("would remove" if check_mode else "removed", removed,
-                                                     bytes_to_human(freed), len(items) - removed),
+        "msg": "%s %d image(s), %s freed; kept %d" % (
+            "would remove" if check_mode else "removed", removed, bytes_to_human(freed), len(items) - removed),
     }
 
 
