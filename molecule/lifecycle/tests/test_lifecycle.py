@@ -26,7 +26,7 @@ def on(host, name):
 def fetch(host, path):
     """(HTTP status, body) of GET https://REGISTRY/v2/<path> from the registry host, anonymously (as any client)."""
     out = host.run("curl -s --cacert %s -H %s -w %s https://%s/v2/%s", CA, "Accept: " + ACCEPT, "\n%{http_code}", REGISTRY, path)
-    body, _, status = out.stdout.rpartition("\n")
+    body, _newline, status = out.stdout.rpartition("\n")
     return status, body
 
 
