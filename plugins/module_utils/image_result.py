@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-# What a task did for an image, or in check mode what a real run would do.
-ACTIONS = ("saved", "loaded", "pulled", "pushed", "tagged", "unchanged", "verified", "listed")
+# What a task did for an image, or in check mode what a real run would do. unchanged: nothing needed;
+# verified/listed: bundle_info with/without verify; removed/kept: image_prune.
+ACTIONS = ("saved", "loaded", "pulled", "pushed", "tagged", "unchanged", "verified", "listed", "removed", "kept")
 # The actions that change something: a module is changed iff one of its items has one of these.
-CHANGING_ACTIONS = ("saved", "loaded", "pulled", "pushed", "tagged")
+CHANGING_ACTIONS = ("saved", "loaded", "pulled", "pushed", "tagged", "removed")
 BASE_KEYS = ("reference", "references", "image_id", "action", "bytes")
 
 
