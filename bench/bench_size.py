@@ -35,7 +35,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
