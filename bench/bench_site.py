@@ -226,6 +226,8 @@ def unshape():
 
 
 def on_signal(signum, _frame):
+    """SIGTERM/SIGHUP: unshape at once (running transfers finish unshaped), then unwind like Ctrl-C."""
+    unshape()
     raise KeyboardInterrupt("signal %d" % signum)
 
 
@@ -382,6 +384,13 @@ def main():
     hosts.NETWORK = NETWORK
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    try:
+        run_all(args)
+    except KeyboardInterrupt:
+        raise SystemExit("bench: interrupted; the bench bridge's qdisc and the lab hosts (%s-*) are removed" % PREFIX)
+
+
+def run_all(args):
     inputs = prepare(args)
     rows = []
     try:
