@@ -380,8 +380,13 @@ def main():
     parser.add_argument("--shapes", nargs="+", default=["none"], choices=list(SHAPES))
     parser.add_argument("--rss", action="store_true", help="sample the peak RSS of python processes on the lab hosts")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--cleanup", action="store_true", help="only remove what a killed run left: the qdisc, the hosts, the network")
     args = parser.parse_args()
     hosts.NETWORK = NETWORK
+    if args.cleanup:
+        unshape()
+        hosts.stop(PREFIX)
+        return
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:
