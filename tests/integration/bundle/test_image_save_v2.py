@@ -291,3 +291,20 @@ def test_a_full_disk_during_a_v2_save_keeps_the_old_bundle(moving, tmp_path, run
         assert_whole(dest, run)
     finally:
         subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_the_bundle_playbook_passes_format_version_and_base(test_images, tmp_path):
+    def play(dest, **extra):
+        variables = dict({"bundle": dest, "bundle_images": [test_images.refs["shared-a"]], "bundle_registry_image": test_images.refs["shared-b"],
+                          "bundle_pull": "never", "bundle_wheels": False, "bundle_format_version": 2}, **extra)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="False")
+        done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-e", "ansible_python_interpreter=%s" % sys.executable,
+                               "-e", json.dumps(variables), "fleet.images.bundle"],
+                              capture_output=True, text=True, env=env, check=False, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return bundle.load_manifest(dest)
+
+    full = play(str(tmp_path / "full"))
+    assert bundle.is_v2(full) and "requires" not in full and len(full["images"]) == 2
+    differential = play(str(tmp_path / "diff"), bundle_base=str(tmp_path / "full"))
+    assert len(differential["requires"]["blobs"]) == len(bundle.referenced_blobs(full)) and blob_files(str(tmp_path / "diff")) == []
