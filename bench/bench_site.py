@@ -331,11 +331,10 @@ def ratio(value, reference, digits=2):
 def print_table(args, inputs, rows):
     client = engine.client()
     print()
-    print("Site bench, %s, bundle format %d, images %s: %s; bundle image bytes %.1f MB (naive tarball %.1f MB); "
-          "Docker %s on the controller, %d CPU"
+    naive_size = " (naive tarball %.1f MB)" % (os.path.getsize(inputs["naive"]) / 1e6) if inputs["naive"] else ""
+    print("Site bench, %s, bundle format %d, images %s: %s; bundle image bytes %.1f MB%s; Docker %s on the controller, %d CPU"
           % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), args.format, args.images,
-             ", ".join(inputs["references"]), inputs["size"] / 1e6, os.path.getsize(inputs["naive"]) / 1e6,
-             client.version()["Version"], os.cpu_count()))
+             ", ".join(inputs["references"]), inputs["size"] / 1e6, naive_size, client.version()["Version"], os.cpu_count()))
     print()
     print("| shape | M | method | egress MB | x bundle | x naive egress | time s | x naive time | rerun egress MB | rerun s (% of first) | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
