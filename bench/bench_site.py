@@ -11,6 +11,7 @@ and measures on fresh hosts:
   copy       playbooks/site.yml with site_images_strategy=copy
   registry   playbooks/site.yml with site_images_strategy=registry (the default)
   rerun      the same site run again, nothing changed (copy and registry)
+  wire       (only when asked) scp of the naive tarball to one host: the throughput the uplink gives
 
 Images (--images): `single` is one image of about --size-mb MB (the lab base plus four layers of
 random data); `family` is bench_size.py's K images (--family-count) sharing one base (the lab base
@@ -286,6 +287,12 @@ def naive(docker_hosts, tarball, key):
         list(pool.map(one, docker_hosts))
 
 
+def wire(host, tarball, key):
+    """scp of the naive tarball to one host, nothing else: what the uplink (and ssh's CPU) gives."""
+    run(["scp", "-q", "-i", key] + SSH_OPTIONS + [tarball, "root@%s:/var/tmp/fi-g-wire" % host.ip])
+    run(["ssh", "-i", key] + SSH_OPTIONS + ["root@%s" % host.ip, "rm -f /var/tmp/fi-g-wire"])
+
+
 def site(inventory_path, bundle, strategy):
     return run(["ansible-playbook", "fleet.images.site", "-i", inventory_path, "-f", "8", "-e", "bundle=%s" % bundle,
                 "-e", "site_images_strategy=%s" % strategy], env=ansible_env())
@@ -310,7 +317,9 @@ def one_row(args, shape_name, count, method, inputs):
     say("%s M=%d %s: running" % (shape_name, count, method))
     try:
         shape(shape_name)
-        if method == "naive":
+        if method == "wire":
+            row["first"] = measured(lambda: wire(docker_hosts[0], inputs["naive"], inputs["key"]), lab_hosts, False)
+        elif method == "naive":
             row["first"] = measured(lambda: naive(docker_hosts, inputs["naive"], inputs["key"]), lab_hosts, args.rss)
         else:
             row["first"] = measured(lambda: site(path, inputs["bundle"], method), lab_hosts, args.rss)
@@ -363,7 +372,7 @@ def prepare(args):
     manifest = make_bundle(bundle, references, args.format)
     size = image_bytes(bundle, manifest)
     say("bundle: %d image(s), %.1f MB of image bytes" % (len(manifest["images"]), size / 1e6))
-    naive_file = naive_tarball(references + [REGISTRY_IMAGE]) if "naive" in args.methods else None
+    naive_file = naive_tarball(references + [REGISTRY_IMAGE]) if {"naive", "wire"} & set(args.methods) else None
     return {"references": references, "bundle": bundle, "size": size, "naive": naive_file, "key": ssh_key()}
 
 
@@ -375,7 +384,8 @@ def main():
     parser.add_argument("--base-mb", type=int, default=100, help="family: MB of data in the shared base's own layer (default 100)")
     parser.add_argument("--format", type=int, choices=[1, 2], default=1, help="bundle format version (bundle_format_version)")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--methods", nargs="+", default=["naive", "copy", "registry"], choices=["naive", "copy", "registry"])
+    parser.add_argument("--methods", nargs="+", default=["naive", "copy", "registry"], choices=["wire", "naive", "copy", "registry"],
+                        help="wire: only scp the naive tarball to one host (the uplink's throughput); default naive copy registry")
     parser.add_argument("--shapes", nargs="+", default=["none"], choices=list(SHAPES))
     parser.add_argument("--rss", action="store_true", help="sample the peak RSS of python processes on the lab hosts")
     parser.add_argument("--json", help="also write the rows to this file")
