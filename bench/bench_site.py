@@ -114,7 +114,7 @@ def bench_images(args):
         return build_image(args.size_mb)
     from bench_size import build_family
 
-    return build_family(args.family_count, args.base_mb, 1)[1]
+    return build_family(args.family_count, args.base_mb, 5)[1]  # 5: bench_size.py's default new layer (built, not used here)
 
 
 def ansible_env():
