@@ -3,8 +3,8 @@
 Builds (offline, once; images named fi-g-bench/...) K images on one shared base:
 
   base     fleet-lab/base:bookworm (Debian, 117 MB) + one layer of --base-mb MB of data
-  app-i    base + one distinct top layer of 1 to 5 MB (i = 1..K, sizes spread evenly)
-  app-1:2  app-1 + one new layer of --new-layer-mb MB (the "next month" image)
+  app-i:<base>mb-1   base + one distinct top layer of 1 to 5 MB (i = 1..K, sizes spread evenly)
+  app-1:<base>mb-2   app-1 + one new layer of --new-layer-mb MB (the "next month" image)
 
 Every data layer is a mix that compresses like real content: 70 % bytes of the lab base's own root
 file system layer (Debian binaries, libraries and text), passed through a byte permutation chosen
@@ -19,7 +19,7 @@ excluded since none are written) of:
   docker save   `docker save` of all K images into ONE tarball, `zstd -3` (the reference), and `gzip -6`
                 (the compression of v2's layer blobs: Docker 20.10 loads and pulls no zstd layer,
                 /work/briefs/decisions.md, docs/bundle-format.md)
-  differential  image_save format_version=2 base=<the v2 bundle> of the K images where app-1 is app-1:2,
+  differential  image_save format_version=2 base=<the v2 bundle> of the K images where app-1 is its :<base>mb-2,
                 against the new layer's own compressed size (its layer tar, zstd -3) + 1 MB
 
 The v2 and differential rows come from the real writer only: when image_save has no
@@ -111,10 +111,10 @@ def build_family(count, base_mb, new_layer_mb):
     build(base, BASE_IMAGE, base_mb * BLOCK, real, 1000)
     before = []
     for index, size in enumerate(top_layer_sizes(count)):
-        tag = "%s/app-%d:1" % (REPOSITORY, index + 1)
+        tag = "%s/app-%d:%dmb-1" % (REPOSITORY, index + 1, base_mb)
         build(tag, base, size, real, index + 1)
         before.append(tag)
-    changed = "%s/app-1:2" % REPOSITORY
+    changed = "%s/app-1:%dmb-2" % (REPOSITORY, base_mb)
     build(changed, before[0], int(new_layer_mb * BLOCK), real, 2000)
     return base, before, [changed] + before[1:]
 
