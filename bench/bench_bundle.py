@@ -209,8 +209,94 @@ def best(repeat, measure, before=None):
     return min(runs, key=lambda item: item[0])
 
 
+def images_size(bundle):
+    """Bytes of the bundle's image files (v1 tarballs under images/, or v2 blobs under blobs/)."""
+    total = 0
+    for name in ("images", "blobs"):
+        for directory, _subdirs, files in os.walk(os.path.join(bundle, name)):
+            total += sum(os.path.getsize(os.path.join(directory, file)) for file in files)
+    return total
+
+
+def image_ids(result, *actions):
+    """IDs of the images image_load reports with one of `actions` (its `images` items; an image already present
+    is `unchanged` in the one result shape of issue 12, `skipped` before it)."""
+    return [item["image_id"] for item in result["images"] if item["action"] in actions]
+
+
 def mb(size):
     return "%.1f MB" % (size / 1e6)
+
+
+def measure_saves(args, image, work, rows, rss):
+    """image_save (none, zstd) against docker save (+ sha256sum, | gzip); leaves plain.tar, none/ and zstd/ in `work`."""
+    plain = os.path.join(work, "plain.tar")
+    gzipped = os.path.join(work, "image.tar.gz")
+
+    def save_with(compression):
+        path = os.path.join(work, compression)
+        shutil.rmtree(path, ignore_errors=True)
+        return run_module("image_save", {"images": [image], "bundle": path, "compression": compression, "pull": "never"})
+
+    say("save, uncompressed")
+    base_save = best(args.repeat, lambda: (timed_shell("docker save -o %s %s && sha256sum %s >/dev/null" % (plain, image, plain)), None))[0]
+    save_none = best(args.repeat, lambda: save_with("none"))
+    rss["image_save none"] = save_none[1]
+    rows.append(("save none", base_save, save_none[0], save_none[0] / base_save))
+
+    say("save, compressed")
+    base_gzip = best(args.repeat, lambda: (timed_shell("docker save %s | gzip > %s" % (image, gzipped)), None))[0]
+    gzip_size = os.path.getsize(gzipped)
+    save_zstd = best(args.repeat, lambda: save_with("zstd"))
+    rss["image_save zstd"] = save_zstd[1]
+    zstd_size = images_size(os.path.join(work, "zstd"))
+    rows.append(("save zstd time", base_gzip, save_zstd[0], base_gzip / save_zstd[0]))
+    rows.append(("save zstd size", gzip_size, zstd_size, zstd_size / gzip_size))
+
+
+def measure_loads(args, image_id, work, rows, rss):
+    """image_load of the none/ and zstd/ bundles against sha256sum -c && docker load; then the already-present run."""
+    def remove_image():
+        run(["docker", "rmi", "-f", image_id])
+
+    say("load")
+    sums_dir = os.path.join(work, "by-hand")
+    os.makedirs(sums_dir, exist_ok=True)
+    shutil.copy(os.path.join(work, "plain.tar"), os.path.join(sums_dir, "image.tar"))
+    run(["bash", "-c", "cd %s && sha256sum image.tar > SHA256SUMS" % sums_dir])
+    base_load = best(args.repeat, lambda: (timed_shell("sha256sum -c --quiet SHA256SUMS && docker load -q -i image.tar >/dev/null", cwd=sums_dir), None),
+                     before=remove_image)[0]
+    load_none = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "none")}), before=remove_image)
+    load_zstd = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "zstd")}), before=remove_image)
+    for result in (load_none[2], load_zstd[2]):
+        assert image_ids(result, "loaded") == [image_id], result
+    rss["image_load none"] = load_none[1]
+    rss["image_load zstd"] = load_zstd[1]
+    rows.append(("load", base_load, load_none[0], load_none[0] / base_load))
+    rows.append(("load (zstd bundle)", base_load, load_zstd[0], load_zstd[0] / base_load))
+
+    say("already present")
+    present = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "zstd")}))
+    assert image_ids(present[2], "unchanged", "skipped") == [image_id] and not present[2]["changed"], present[2]
+    rss["image_load present"] = present[1]
+    rows.append(("present", 2.0, present[0], present[0]))
+
+
+def print_results(client, image, args, rows, rss):
+    uncompressed = client.api.inspect_image(image)["Size"] if client.images.list(name=image) else 0
+    print()
+    print("fleet.images bundle benchmark: %s (%s in the engine), Docker %s, %d CPU, best of %d" % (
+        image, mb(uncompressed), client.version()["Version"], os.cpu_count(), args.repeat))
+    print("%-20s %14s %14s %9s   %s" % ("measure", "baseline", "fleet.images", "ratio", "target"))
+    for name, baseline, ours, ratio in rows:
+        if name == "save zstd size":
+            print("%-20s %14s %14s %8.3fx   %s" % (name, mb(baseline), mb(ours), ratio, TARGETS[name]))
+        elif name == "present":
+            print("%-20s %14s %13.2fs %9s   %s" % (name, "-", ours, "", TARGETS[name]))
+        else:
+            print("%-20s %13.2fs %13.2fs %8.2fx   %s" % (name, baseline, ours, ratio, TARGETS.get(name, TARGETS["load"])))
+    for name, peak in rss.items():
+        print("%-20s %14s %14s %9s   %s" % ("peak RSS", name, mb(peak), "", TARGETS["peak RSS"]))
 
 
 def main(argv=None):
@@ -238,76 +324,13 @@ def main(argv=None):
     rows = []
     rss = {}
     try:
-        plain = os.path.join(work, "plain.tar")
-        gzipped = os.path.join(work, "image.tar.gz")
-
-        def fresh_bundle(name):
-            path = os.path.join(work, name)
-            shutil.rmtree(path, ignore_errors=True)
-            return path
-
-        def save_with(compression):
-            return run_module("image_save", {"images": [image], "dest": fresh_bundle(compression), "compression": compression, "pull": "never"})
-
-        say("save, uncompressed")
-        base_save = best(args.repeat, lambda: (timed_shell("docker save -o %s %s && sha256sum %s >/dev/null" % (plain, image, plain)), None))[0]
-
-        save_none = best(args.repeat, lambda: save_with("none"))
-        rss["image_save none"] = save_none[1]
-        rows.append(("save none", base_save, save_none[0], save_none[0] / base_save))
-
-        say("save, compressed")
-        base_gzip = best(args.repeat, lambda: (timed_shell("docker save %s | gzip > %s" % (image, gzipped)), None))[0]
-        gzip_size = os.path.getsize(gzipped)
-        save_zstd = best(args.repeat, lambda: save_with("zstd"))
-        rss["image_save zstd"] = save_zstd[1]
-        zstd_size = save_zstd[2]["images"][0]["size"]
-        rows.append(("save zstd time", base_gzip, save_zstd[0], base_gzip / save_zstd[0]))
-        rows.append(("save zstd size", gzip_size, zstd_size, zstd_size / gzip_size))
-
-        def remove_image():
-            run(["docker", "rmi", "-f", image_id])
-
-        say("load")
-        sums_dir = os.path.join(work, "by-hand")
-        os.makedirs(sums_dir, exist_ok=True)
-        shutil.copy(plain, os.path.join(sums_dir, "image.tar"))
-        run(["bash", "-c", "cd %s && sha256sum image.tar > SHA256SUMS" % sums_dir])
-        base_load = best(args.repeat, lambda: (timed_shell("sha256sum -c --quiet SHA256SUMS && docker load -q -i image.tar >/dev/null", cwd=sums_dir), None),
-                         before=remove_image)[0]
-        load_none = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "none")}), before=remove_image)
-        load_zstd = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "zstd")}), before=remove_image)
-        for result in (load_none[2], load_zstd[2]):
-            assert result["loaded"] and result["loaded"][0]["image_id"] == image_id, result
-        rss["image_load none"] = load_none[1]
-        rss["image_load zstd"] = load_zstd[1]
-        rows.append(("load", base_load, load_none[0], load_none[0] / base_load))
-        rows.append(("load (zstd bundle)", base_load, load_zstd[0], load_zstd[0] / base_load))
-
-        say("already present")
-        present = best(args.repeat, lambda: run_module("image_load", {"bundle": os.path.join(work, "zstd")}))
-        assert present[2]["present"] and not present[2]["changed"], present[2]
-        rss["image_load present"] = present[1]
-        rows.append(("present", 2.0, present[0], present[0]))
+        measure_saves(args, image, work, rows, rss)
+        measure_loads(args, image_id, work, rows, rss)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if client.images.list(name=image) == [] and image_id:
             say("the image was left removed; it is rebuilt next time")
-
-    uncompressed = client.api.inspect_image(image)["Size"] if client.images.list(name=image) else 0
-    print()
-    print("fleet.images bundle benchmark: %s (%s in the engine), Docker %s, %d CPU, best of %d" % (
-        image, mb(uncompressed), client.version()["Version"], os.cpu_count(), args.repeat))
-    print("%-20s %14s %14s %9s   %s" % ("measure", "baseline", "fleet.images", "ratio", "target"))
-    for name, baseline, ours, ratio in rows:
-        if name == "save zstd size":
-            print("%-20s %14s %14s %8.3fx   %s" % (name, mb(baseline), mb(ours), ratio, TARGETS[name]))
-        elif name == "present":
-            print("%-20s %14s %13.2fs %9s   %s" % (name, "-", ours, "", TARGETS[name]))
-        else:
-            print("%-20s %13.2fs %13.2fs %8.2fx   %s" % (name, baseline, ours, ratio, TARGETS.get(name, TARGETS["load"])))
-    for name, peak in rss.items():
-        print("%-20s %14s %14s %9s   %s" % ("peak RSS", name, mb(peak), "", TARGETS["peak RSS"]))
+    print_results(client, image, args, rows, rss)
 
 
 if __name__ == "__main__":
