@@ -408,7 +408,13 @@ dropin:
   description: The systemd drop-in with the proxies.
   returned: success, with O(state=present)
   type: dict
-  sample: {"path": "/etc/systemd/system/docker.service.d/http-proxy.conf", "state": "present", "changed": true, "created": true, "backup_file": null, "systemd_reloaded": true}
+  sample:
+    path: /etc/systemd/system/docker.service.d/http-proxy.conf
+    state: present
+    changed: true
+    created: true
+    backup_file: null
+    systemd_reloaded: true
   contains:
     path:
       description: Its path.
@@ -458,7 +464,14 @@ engine:
   description: What the module learnt about the engine.
   returned: success, with O(state=present)
   type: dict
-  sample: {"version": "20.10.24", "source": "engine", "engine_version": "20.10.24", "binary_version": "20.10.24", "running_containers": 3, "live_restore": false, "error": null}
+  sample:
+    version: "20.10.24"
+    source: engine
+    engine_version: "20.10.24"
+    binary_version: "20.10.24"
+    running_containers: 3
+    live_restore: false
+    error: null
   contains:
     version:
       description: The version used for version-dependent decisions.

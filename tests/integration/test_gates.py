@@ -184,7 +184,8 @@ def test_image_modules_return_one_item_shape(module_docs, name):
     for key, kind in IMAGE_ITEM.items():
         assert key in contains and contains[key].get("type") == kind, "%s: images.%s (%s)" % (name, key, kind)
     assert contains["references"].get("elements") == "str", name
-    actions = set(contains["action"].get("choices") or [])
-    assert actions and actions <= ACTIONS, "%s: images.action choices %s" % (name, sorted(actions))
+    actions = set(contains["action"].get("choices") or ACTIONS)
+    assert actions <= ACTIONS, "%s: images.action choices %s" % (name, sorted(actions))
+    assert images["sample"], "%s: images has an empty sample" % name
     for item in images["sample"]:
         assert set(IMAGE_ITEM) <= set(item) and item["action"] in actions, "%s: sample %s" % (name, item)
