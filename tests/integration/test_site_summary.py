@@ -82,6 +82,13 @@ def test_summary_in_check_mode_and_with_limit(inventory):
     assert list(lines) == ["fi-d-node2"] and lines["fi-d-node2"].endswith("| 3.00 KB to move")
 
 
+def test_summary_with_only_the_registry_host(inventory):
+    stats, lines, stderr = summary_run(inventory, "--limit", "registry")
+    assert "WARNING" not in stderr, stderr
+    assert stats["fleet_images"]["hosts"] == {} and stats["fleet_images"]["bytes"] == 300
+    assert list(lines) == ["fi-d-reg"]
+
+
 def shape(value):
     """The keys of every mapping, recursively (lists by their items' shape), for comparing examples."""
     if isinstance(value, dict):
