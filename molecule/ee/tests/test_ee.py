@@ -50,8 +50,8 @@ def job_summaries(job):
     """Each run's `fleet_images` from set_stats, as AWX gets it: the artifact_data of the stats event."""
     summaries = []
     for run in glob.glob(os.path.join(EPHEMERAL, "awx", job, "artifacts", "*")):
-        stats = [json.load(open(path)) for path in glob.glob(os.path.join(run, "job_events", "*-playbook_on_stats.json"))
-                 if "playbook_on_stats" in path]
+        events = [json.load(open(path)) for path in glob.glob(os.path.join(run, "job_events", "*.json"))]
+        stats = [event for event in events if event["event"] == "playbook_on_stats"]
         assert len(stats) == 1, run
         summaries.append(stats[0]["event_data"]["artifact_data"]["fleet_images"])
     return summaries
