@@ -53,6 +53,7 @@ wheels:
   returned: success
   type: list
   elements: dict
+  sample: [{"file": "wheels/requests-2.32.3-py3-none-any.whl", "size": 64928, "sha256": "70761cfe03c773ceb22aa2f671b4757976145175cdfca038c02654d061d6dcc6"}]
   contains:
     file:
       description: The wheel, relative to the bundle directory.
@@ -61,9 +62,11 @@ wheels:
     size:
       description: Size in bytes.
       type: int
+      sample: 64928
     sha256:
       description: The wheel's sha256.
       type: str
+      sample: 70761cfe03c773ceb22aa2f671b4757976145175cdfca038c02654d061d6dcc6
 """
 
 import os

@@ -301,6 +301,7 @@ previous_config:
   description: The configuration the file held before, passwords masked; V(null) when it did not exist or was not valid JSON.
   returned: success, with O(state=present)
   type: dict
+  sample: {"data-root": "/var/lib/docker"}
 changed_keys:
   description: Top-level daemon.json keys this run added, changed or removed.
   returned: success, with O(state=present)
@@ -323,10 +324,12 @@ needs_keys:
       description: Changed keys dockerd applies on SIGHUP.
       type: list
       elements: str
+      sample: [registry-mirrors]
     restart:
       description: Changed keys that take effect only after a restart.
       type: list
       elements: str
+      sample: []
   sample: {"reload": ["registry-mirrors"], "restart": []}
 proxy_method:
   description: Where the proxies went, V(daemon_json) or V(systemd); V(null) when this run did not manage proxies.
@@ -337,6 +340,7 @@ created:
   description: Whether daemon.json did not exist and was created.
   returned: success, with O(state=present)
   type: bool
+  sample: false
 backup_file:
   description: The copy of the previous daemon.json, when one was made.
   returned: when a backup was made
@@ -353,6 +357,7 @@ pending:
       this run. RV(needs) includes it, while the module may report no change.
   returned: when O(state=present)
   type: bool
+  sample: false
 pending_keys:
   description: The daemon.json keys (and V(proxies) for the drop-in) on disk that the engine has not applied yet.
   returned: when O(state=present)
@@ -364,11 +369,13 @@ removed_temp_files:
   returned: when O(state=present)
   type: list
   elements: str
+  sample: [/etc/docker/.daemon.json.k2j4x9q1.tmp]
 removed_backups:
   description: Backups older than the O(backup_keep) newest, removed by this run.
   returned: when O(state=present)
   type: list
   elements: str
+  sample: ["/etc/docker/daemon.json.2345.2024-04-01@10:00:00~"]
 applied_record:
   description: The record of what the engine last ran with.
   returned: always
@@ -379,10 +386,12 @@ restored:
   returned: when O(state=rolled_back)
   type: list
   elements: str
+  sample: [/etc/docker/daemon.json]
 dropin_restored:
   description: Whether O(state=rolled_back) put the drop-in back (then C(systemctl daemon-reload) ran).
   returned: when O(state=rolled_back)
   type: bool
+  sample: false
 problems:
   description: Every reason the change was refused, one per item (also joined in C(msg)).
   returned: failure
@@ -399,25 +408,38 @@ dropin:
   description: The systemd drop-in with the proxies.
   returned: success, with O(state=present)
   type: dict
+  sample:
+    path: /etc/systemd/system/docker.service.d/http-proxy.conf
+    state: present
+    changed: true
+    created: true
+    backup_file: null
+    systemd_reloaded: true
   contains:
     path:
       description: Its path.
       type: str
+      sample: /etc/systemd/system/docker.service.d/http-proxy.conf
     state:
       description: V(present) or V(absent) after this run.
       type: str
+      sample: present
     changed:
       description: Whether this run wrote or removed it.
       type: bool
+      sample: true
     created:
       description: Whether it did not exist before.
       type: bool
+      sample: true
     backup_file:
       description: The copy of the previous drop-in, when one was made.
       type: str
+      sample: "/etc/systemd/system/docker.service.d/http-proxy.conf.2345.2024-05-01@10:00:00~"
     systemd_reloaded:
       description: Whether C(systemctl daemon-reload) ran after the change.
       type: bool
+      sample: true
 validation:
   description: What checked the candidate besides the module's own checks.
   returned: success, with O(state=present)
@@ -428,39 +450,57 @@ validation:
         - V(passed) or V(failed) (C(dockerd --validate) ran), V(unavailable) (this dockerd has no C(--validate)),
           V(not_found) (no dockerd binary), V(skipped) (O(validate=false)) or V(not_needed) (nothing to write).
       type: str
+      sample: unavailable
     binary:
       description: The dockerd binary used.
       type: str
+      sample: /usr/sbin/dockerd
     message:
       description: What dockerd said, or why it did not run.
       type: str
+      sample: dockerd 20.10.24 has no --validate
   sample: {"dockerd": "unavailable", "binary": "/usr/sbin/dockerd", "message": "dockerd 20.10.24 has no --validate"}
 engine:
   description: What the module learnt about the engine.
   returned: success, with O(state=present)
   type: dict
+  sample:
+    version: "20.10.24"
+    source: engine
+    engine_version: "20.10.24"
+    binary_version: "20.10.24"
+    running_containers: 3
+    live_restore: false
+    error: null
   contains:
     version:
       description: The version used for version-dependent decisions.
       type: str
+      sample: "20.10.24"
     source:
       description: Where that version came from, V(engine), V(dockerd binary) or V(unknown).
       type: str
+      sample: engine
     engine_version:
       description: The running engine's version, V(null) when it did not answer.
       type: str
+      sample: "20.10.24"
     binary_version:
       description: The installed dockerd's version, V(null) when unknown.
       type: str
+      sample: "20.10.24"
     running_containers:
       description: Containers running in the engine, V(null) when it did not answer.
       type: int
+      sample: 3
     live_restore:
       description: Whether the running engine has live-restore on, V(null) when it did not answer.
       type: bool
+      sample: false
     error:
       description: Why the engine could not be asked, if it could not.
       type: str
+      sample: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
 unit:
   description: What the module read from the engine's systemd unit.
   returned: success, with O(state=present)
@@ -469,23 +509,29 @@ unit:
     name:
       description: The unit.
       type: str
+      sample: docker.service
     files:
       description: The unit file and drop-ins read, in order; empty when the unit was not found.
       type: list
       elements: str
+      sample: [/lib/systemd/system/docker.service, /etc/systemd/system/docker.service.d/10-lab.conf]
     exec_start_file:
       description: The file that sets the effective C(ExecStart).
       type: str
+      sample: /etc/systemd/system/docker.service.d/10-lab.conf
     flags:
       description: dockerd's flags from C(ExecStart), environment expanded.
       type: list
       elements: str
+      sample: ["-H fd://", "--containerd /run/containerd/containerd.sock"]
     reload:
       description: Whether the unit has C(ExecReload), so C(systemctl reload) sends SIGHUP.
       type: bool
+      sample: true
     config_file:
       description: The C(--config-file) the unit passes, if any.
       type: str
+      sample: /etc/docker/daemon.json
   sample:
     name: docker.service
     files: [/lib/systemd/system/docker.service, /etc/systemd/system/docker.service.d/10-lab.conf]

@@ -269,11 +269,13 @@ recreated:
   description: Whether an existing container was replaced because its inputs changed.
   returned: always
   type: bool
+  sample: false
 action:
   description: What was done (or would be in check mode) to the container.
   returned: when state is present or restarted
   type: str
   choices: [none, create, recreate, start, restart]
+  sample: create
 changed_inputs:
   description:
     - Which inputs differ from those the current container runs with, for example C(tls_cert), C(htpasswd),
@@ -286,6 +288,22 @@ users:
   description: User names added, whose password changed, and removed from the htpasswd file.
   returned: when state is present or restarted
   type: dict
+  contains:
+    added:
+      description: Users the htpasswd file did not have.
+      type: list
+      elements: str
+      sample: []
+    password_changed:
+      description: Users whose password changed (their hash was made again).
+      type: list
+      elements: str
+      sample: [ci]
+    removed:
+      description: Users no longer in O(users), removed from the file.
+      type: list
+      elements: str
+      sample: []
   sample: {"added": [], "password_changed": ["ci"], "removed": []}
 status:
   description: HTTP status of C(/v2/) once the registry answered (401 with users, 200 without).

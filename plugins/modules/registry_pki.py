@@ -145,6 +145,7 @@ ca_cert:
   description: The CA certificate (PEM), for the clients to trust.
   returned: success
   type: str
+  sample: "-----BEGIN CERTIFICATE-----\nMIIBkTCCATegAwIBAgIUJ...\n-----END CERTIFICATE-----\n"
 written:
   description: The files written (or, in check mode, that would be), by name.
   returned: success
@@ -155,6 +156,7 @@ trusted:
   description: Whether the O(docker_trust) CA file was written (or, in check mode, would be).
   returned: success
   type: bool
+  sample: true
 reasons:
   description: For each new file, why it is new.
   returned: success
@@ -165,6 +167,7 @@ made:
   returned: success
   type: list
   elements: str
+  sample: [/etc/fleet-images/registry/registry/pki]
 subject_alt_names:
   description: The server certificate's names and addresses.
   returned: success

@@ -76,10 +76,12 @@ docker_changed:
   description: Whether that file (or its directory) changed.
   returned: always
   type: bool
+  sample: true
 system_store_changed:
   description: Whether the O(system_store_path) file changed.
   returned: always
   type: bool
+  sample: false
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -78,11 +78,13 @@ created:
   returned: success
   type: list
   elements: str
+  sample: [/var/lib/fleet-images/staging]
 removed:
   description: The stale entries removed by this run (in check mode, that it would remove).
   returned: success
   type: list
   elements: str
+  sample: [/var/lib/fleet-images/staging/tmp/ansible-tmp-1733230000.12-4711-99887766]
 """
 
 from ansible.module_utils.basic import AnsibleModule

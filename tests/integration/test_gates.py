@@ -109,3 +109,86 @@ def test_introspection_lists_exactly_what_the_controller_side_needs():
     assert names == ["docker", "requests", "zstandard", "cryptography", "bcrypt"]
     assert all(line.endswith("# from collection fleet.images") for line in found["python"])
     assert found["system"] == []
+
+
+# Issue 12 item 4: what AWX, antsibull-docs and a reader see of every module's results.
+# Contract C2: the modules that handle images return `images`, one item per image, with these keys.
+IMAGE_MODULES = ("image_save", "image_load", "image_pull", "image_push", "bundle_info")
+IMAGE_ITEM = {"reference": "str", "references": "list", "image_id": "str", "action": "str", "bytes": "int"}
+ACTIONS = {"saved", "loaded", "pulled", "pushed", "tagged", "unchanged", "verified", "listed"}
+MODULES = sorted(p.stem for p in (REPO_ROOT / "plugins" / "modules").glob("*.py"))
+SAMPLE_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "float": (int, float)}
+
+
+@pytest.fixture(scope="module")
+def module_docs():
+    """Every module's documentation as ansible-doc renders it (doc fragments merged)."""
+    listed = run([BIN / "ansible-doc", "-t", "module", "--list", "--json", "fleet.images"])
+    assert listed.returncode == 0, listed.stderr
+    names = sorted(json.loads(listed.stdout))
+    assert names == ["fleet.images." + name for name in MODULES]
+    proc = run([BIN / "ansible-doc", "-t", "module", "--json", *names])
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    return {name.split(".")[-1]: doc for name, doc in json.loads(proc.stdout).items()}
+
+
+def return_problems(values, path=""):
+    """What a RETURN block (recursively through `contains`) lacks: a sample of the documented type
+    for every value, and `contains` for every list of dicts and every dict whose values are dicts."""
+    problems = []
+    for name, spec in (values or {}).items():
+        where = path + name
+        sample = spec.get("sample")
+        if "sample" not in spec:
+            problems.append("%s: no sample" % where)
+        elif sample is not None and not isinstance(sample, SAMPLE_TYPES.get(spec.get("type"), object)):
+            problems.append("%s: the sample is not a %s" % (where, spec.get("type")))
+        of_dicts = spec.get("elements") == "dict" or (
+            isinstance(sample, dict) and any(isinstance(value, dict) for value in sample.values()))
+        if of_dicts and not spec.get("contains"):
+            problems.append("%s: a list or dict of dicts without contains" % where)
+        problems += return_problems(spec.get("contains"), where + ".")
+    return problems
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_documents_each_result_with_a_sample(module_docs, name):
+    doc = module_docs[name]
+    assert doc["doc"]["short_description"] and doc["doc"]["description"], name
+    assert doc["return"], "%s documents no RETURN" % name
+    problems = return_problems(doc["return"])
+    assert not problems, "%s:\n%s" % (name, "\n".join(problems))
+
+
+def test_return_problems_finds_what_is_missing():
+    """The check above fails on what it exists to catch (a nested missing sample, a list of dicts
+    without contains, a sample of the wrong type, a dict of dicts)."""
+    doc = {
+        "ok": {"type": "list", "elements": "dict", "sample": [{"a": 1}], "contains": {"a": {"type": "int", "sample": 1}}},
+        "nested": {"type": "list", "elements": "dict", "sample": [], "contains": {"b": {"type": "str"}}},
+        "bare": {"type": "list", "elements": "dict", "sample": [{"c": 1}]},
+        "typed": {"type": "int", "sample": "3"},
+        "deep": {"type": "dict", "sample": {"x": {"y": 1}}},
+    }
+    assert return_problems(doc) == [
+        "nested.b: no sample", "bare: a list or dict of dicts without contains",
+        "typed: the sample is not a int", "deep: a list or dict of dicts without contains"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_image_modules_return_one_item_shape(module_docs, name):
+    """Contract C2: `images`, a list of dicts with reference, references, image_id, action, bytes: from
+    the modules that handle images, and from any other module that returns `images`."""
+    images = module_docs[name]["return"].get("images")
+    if name not in IMAGE_MODULES and images is None:
+        return
+    assert images and images.get("type") == "list" and images.get("elements") == "dict", name
+    contains = images.get("contains") or {}
+    for key, kind in IMAGE_ITEM.items():
+        assert key in contains and contains[key].get("type") == kind, "%s: images.%s (%s)" % (name, key, kind)
+    assert contains["references"].get("elements") == "str", name
+    actions = set(contains["action"].get("choices") or ACTIONS)
+    assert actions <= ACTIONS, "%s: images.action choices %s" % (name, sorted(actions))
+    assert images["sample"], "%s: images has an empty sample" % name
+    for item in images["sample"]:
+        assert set(IMAGE_ITEM) <= set(item) and item["action"] in actions, "%s: sample %s" % (name, item)

@@ -3,12 +3,25 @@ main() end to end on files under tmp_path with no engine and no dockerd reachabl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core before 2.19 (the support matrix's oldest): what that helper does
+    from ansible.module_utils import basic
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
 
 from ansible_collections.fleet.images.plugins.module_utils import daemon_change, daemon_host, systemd_unit
 from ansible_collections.fleet.images.plugins.modules import daemon_config
