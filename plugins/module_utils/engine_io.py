@@ -100,8 +100,9 @@ def platform_matches(attrs, platform):
 
 
 def pull_image(client, reference, platform, engine_name="the engine", auth=None):
-    """Pull through the engine; raise TransferError with the engine's own words when it fails."""
+    """Pull through the engine and return the layer bytes it downloaded; raise TransferError with the engine's own words when it fails."""
     kwargs = {"stream": True, "decode": True}
+    downloaded = {}
     if platform:
         kwargs["platform"] = platform
     if auth:
@@ -111,12 +112,16 @@ def pull_image(client, reference, platform, engine_name="the engine", auth=None)
             for event in client.api.pull(reference, **kwargs):
                 if isinstance(event, dict) and event.get("error"):
                     raise TransferError("pulling %s failed: %s%s" % (reference, event["error"], no_space_hint(event["error"])))
+                if isinstance(event, dict) and event.get("status") in ("Downloading", "Extracting"):
+                    # a small layer may skip "Downloading"; "Extracting" reports the same blob size
+                    downloaded[event.get("id")] = max(downloaded.get(event.get("id"), 0), (event.get("progressDetail") or {}).get("total") or 0)
     except APIError as exc:
         raise TransferError("pulling %s failed: %s" % (reference, getattr(exc, "explanation", None) or exc)) from exc
     # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
     # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
     except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "pulling %s" % reference, exc)) from None
+    return sum(downloaded.values())
 
 
 def restore_tags(client, image_id, tags):
