@@ -11,7 +11,7 @@ short_description: Put a version 2 bundle's images into a registry over its HTTP
 version_added: 0.1.0
 description:
   - Puts the images of a version 2 bundle (content-addressed, C(blobs/sha256/)) into a registry through the registry's
-    HTTP API (C(/v2/)). No Docker Engine is involved: nothing is loaded, nothing is pushed from an engine.
+    HTTP API (C(/v2/)). No Docker Engine is involved (nothing is loaded, nothing is pushed from an engine).
     M(fleet.images.image_push) is the module for images that are in an engine (and for version 1 bundles, after
     M(fleet.images.image_load)).
   - Names in the registry are those M(fleet.images.image_push) uses (the source registry's host dropped; with
@@ -26,8 +26,8 @@ description:
   - "Refused before anything is uploaded: an image whose blobs neither the registry nor O(bundle) holds (with the
     files named), and, for a differential bundle (C(requires) in bundle.json), a blob that only the base bundle
     carries and the registry lacks (push the base bundle first)."
-  - O(bundle) may be a partial copy of the bundle (the registry role's staging directory): bundle.json plus the files
-    the upload reads. Run the module in check mode first to learn them (RV(needed_files)).
+  - O(bundle) may be a partial copy of the bundle (the registry role's staging directory), holding bundle.json and the
+    files the upload reads. Run the module in check mode first to learn them (RV(needed_files)).
 attributes:
   check_mode:
     support: full

@@ -106,7 +106,7 @@ images:
     action:
       description:
         - C(pulled) (pulled from the site registry, then tagged as the bundle names it), C(tagged) (already on the
-          host under another name: only the missing tags set) or C(unchanged) (every tag already names the bundle's
+          host under another name, only the missing tags set) or C(unchanged) (every tag already names the bundle's
           image; not called C(skipped), which Ansible reads as "the task was skipped").
       type: str
       sample: pulled
