@@ -28,6 +28,8 @@ description:
     carries and the registry lacks (push the base bundle first)."
   - O(bundle) may be a partial copy of the bundle (the registry role's staging directory), holding bundle.json and the
     files the upload reads. Run the module in check mode first to learn them (RV(needed_files)).
+extends_documentation_fragment:
+  - fleet.images.docker.attributes
 attributes:
   check_mode:
     support: full
@@ -82,7 +84,6 @@ options:
 seealso:
   - module: fleet.images.image_push
   - module: fleet.images.image_save
-  - role: fleet.images.registry
 author:
   - fleet.images contributors (!UNKNOWN)
 requirements:

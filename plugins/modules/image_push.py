@@ -132,7 +132,7 @@ images:
     bytes:
       description:
         - Layer bytes the engine reported uploading (0 for layers the registry already held, and when unchanged).
-        - In check mode, the image's size in the engine: at most that would move.
+        - In check mode, the image's size in the engine (at most that would move).
       type: int
       sample: 5239871
     target:
