@@ -137,10 +137,10 @@ def test_render_is_deterministic_and_starts_with_format_and_version(written):
 
 def test_newer_version_is_refused_naming_both_versions(written):
     directory, manifest = written
-    manifest["version"] = 2
+    manifest["version"] = 3
     with open(os.path.join(directory, "bundle.json"), "w") as handle:
         json.dump(manifest, handle)
-    with pytest.raises(BundleError, match=r"is bundle format version 2, but this fleet.images reads version 1 and older.*Upgrade"):
+    with pytest.raises(BundleError, match=r"is bundle format version 3, but this fleet.images reads version 2 and older.*Upgrade"):
         bundle.load_manifest(directory)
 
 
