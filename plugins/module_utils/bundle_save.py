@@ -48,6 +48,7 @@ from ansible_collections.fleet.images.plugins.module_utils.image_archive import 
     fingerprint_from_inspect,
     read_archive,
 )
+from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
 from ansible_collections.fleet.images.plugins.module_utils.reference import InvalidReference
 
 # The engine sends 32 KiB HTTP chunks; handling each as it comes keeps the engine and this
@@ -123,12 +124,11 @@ def stream_to_bundle_file(chunks, final_path, compression, level, threads):
     return dict(images[0], sha256=hashed.hexdigest(), size=hashed.size, uncompressed_size=index.size, archive_format=layout)
 
 
-def save_one(client, name, attrs, final_path, compression, level, threads, engine_name="the engine"):
-    """Save one image into `final_path` and check the archive holds the image that was inspected."""
+def stream_archive(client, name, consume, directory, engine_name="the engine"):
+    """Return consume(chunks) of the engine's archive of `name`, its failures (engine, archive, full disk in `directory`) worded."""
     try:
         with no_read_timeout(client):
-            chunks = client.api.get_image(name, chunk_size=STREAM_CHUNK)
-            measured = stream_to_bundle_file(chunks, final_path, compression, level, threads)
+            return consume(client.api.get_image(name, chunk_size=STREAM_CHUNK))
     except APIError as exc:
         raise TransferError("the Docker Engine refused to save %s: %s" % (name, getattr(exc, "explanation", None) or exc)) from exc
     except ArchiveError as exc:
@@ -136,21 +136,35 @@ def save_one(client, name, attrs, final_path, compression, level, threads, engin
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise TransferError(
-                "no space left in %s while writing the tarball of %s: nothing was committed, the bundle still lists its "
+                "no space left in %s while writing %s: nothing was committed for it, the bundle still lists its "
                 "previous files. Free space there (or choose another bundle directory) and run the task again"
-                % (os.path.dirname(final_path), name)) from None
+                % (directory, name)) from None
         if not isinstance(exc, (RequestException, Urllib3Error)):
             raise
         raise TransferError(engine_gone(engine_name, "saving %s" % name, exc)) from None
     except (Urllib3Error, http.client.HTTPException) as exc:
         raise TransferError(engine_gone(engine_name, "saving %s" % name, exc)) from None
+
+
+def check_saved_image(name, attrs, measured):
+    """Raise TransferError unless the archive (`measured`: config_digest, manifest_digest, fingerprint) holds the inspected image."""
     if attrs["Id"] not in (measured["config_digest"], measured["manifest_digest"]) and fingerprint_from_inspect(attrs) != measured["config_fingerprint"]:
-        with contextlib.suppress(OSError):
-            os.unlink(final_path)
         raise TransferError(
             "image %s changed while it was being saved: the engine listed ID %s, the archive holds config %s. Run the task again"
             % (name, attrs["Id"], measured["config_digest"])
         )
+
+
+def save_one(client, name, attrs, final_path, compression, level, threads, engine_name="the engine"):
+    """Save one image into `final_path` and check the archive holds the image that was inspected."""
+    measured = stream_archive(client, name, lambda chunks: stream_to_bundle_file(chunks, final_path, compression, level, threads),
+                              os.path.dirname(final_path), engine_name)
+    try:
+        check_saved_image(name, attrs, measured)
+    except TransferError:
+        with contextlib.suppress(OSError):
+            os.unlink(final_path)
+        raise
     return measured
 
 
@@ -331,8 +345,13 @@ def release_requested(manifest, claims, requested):
         entry["tags"] = [tag for tag in entry.get("tags") or [] if image_ref.normalize(tag) not in requested]
         if not entry["references"]:
             manifest["images"].remove(entry)
-            obsolete.append(entry["file"])
+            obsolete.append(entry_label(entry))
     return obsolete
+
+
+def entry_label(entry):
+    """The file that stands for an entry: its tarball (version 1) or its manifest blob (version 2)."""
+    return entry["file"] if "file" in entry else bundle.blob_name(entry["manifest"]["digest"])
 
 
 def place_entry(manifest, old, entry, obsolete):
@@ -357,8 +376,8 @@ def prune_entries(manifest, kept, obsolete):
     for entry in list(manifest["images"]):
         if not any(entry is other for other in kept):
             manifest["images"].remove(entry)
-            obsolete.append(entry["file"])
-            pruned.append(entry["file"])
+            obsolete.append(entry_label(entry))
+            pruned.append(entry_label(entry))
     return pruned
 
 
@@ -427,23 +446,20 @@ class BundleSave:
 
     def result_of(self, references, attrs, note, entry, reason):
         known = reason is None or not self.check_mode
-        return {
-            "reference": references[0],
-            "references": list(references),
-            "image_id": attrs["Id"] if attrs else None,
-            "file": entry["file"],
-            "path": os.path.join(self.dest, entry["file"]),
-            "size": entry["size"] if known else None,
-            "sha256": entry["sha256"] if known else None,
-            "compression": self.compression,
-            "written": reason is not None,
-            "pulled": note,
-            "reason": reason or "the bundle already holds this image ID in %s with the recorded size" % entry["file"],
-        }
+        if reason is None:
+            moved = 0
+        else:
+            moved = entry["size"] if known else (attrs or {}).get("Size") or 0
+        return image_result(
+            references[0], references, attrs["Id"] if attrs else None, "unchanged" if reason is None else "saved", moved,
+            file=entry["file"], path=os.path.join(self.dest, entry["file"]), size=entry["size"] if known else None,
+            sha256=entry["sha256"] if known else None, compression=self.compression, pulled=note,
+            reason=reason or "the bundle already holds this image ID in %s with the recorded size" % entry["file"],
+        )
 
 
 def summary(results, dest, changed, check_mode):
-    written = sum(result["written"] for result in results)
+    written = sum(result["action"] == "saved" for result in results)
     if written:
         return "%s %d of %d image(s) into %s" % ("would write" if check_mode else "wrote", written, len(results), dest)
     return "the bundle %s already holds all %d image(s)%s" % (
@@ -466,6 +482,9 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
             stack.enter_context(bundle.bundle_lock(dest))
             remove_stale_temps(os.path.join(dest, bundle.IMAGES_DIR))
         manifest, manifest_read = read_manifest(dest, force)
+        if bundle.is_v2(manifest) and manifest["images"]:
+            raise BundleError("bundle %s is format version 2 (content-addressed blobs); format_version 1 is not written over it. "
+                              "Save into a new directory, or set format_version: 2" % dest)
         before_text = bundle.render_manifest(manifest) if os.path.exists(manifest_file) else ""
         groups = group_references([(reference,) + resolve_image(client, reference, pull, platform, check_mode, engine_name)
                                    for reference in references])
@@ -477,9 +496,30 @@ def save_images(client, dest, references, compression="zstd", level=None, pull="
         if not check_mode and manifest_read:
             removed += [name for name in remove_uncommitted_tarballs(dest, manifest) if name not in removed]
         after_text = bundle.render_manifest(manifest)
-    changed = any(result["written"] for result in results) or bool(removed) or before_text != after_text
+    changed = any_changed(results) or bool(removed) or before_text != after_text
     return {"changed": changed, "images": results, "removed": removed, "pruned": pruned, "bundle": dest, "manifest": manifest_file,
             "msg": summary(results, dest, changed, check_mode), "diff": manifest_diff(before_text, after_text, manifest_file)}
+
+
+def save_by_version(module, client, dest):
+    """save_images (format_version 1) or save_images_v2 (2, whose layers are gzip unless compression says none)."""
+    params = module.params
+    if params["format_version"] == 1:
+        if params["base"]:
+            raise BundleError("base makes a differential bundle, which only format_version 2 can be: set format_version: 2")
+        return dict(save_images(
+            client, dest, params["images"], compression=params["compression"] or "zstd", level=params["compression_level"],
+            pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
+            check_mode=module.check_mode, engine_name=docker_host_from(params),
+        ), format_version=1)
+    if params["compression"] == "zstd":
+        raise BundleError("compression zstd is not available with format_version 2: Docker 20.10 can neither load nor pull zstd "
+                          "layers (docs/bundle-format.md); use gzip (the default) or none")
+    from ansible_collections.fleet.images.plugins.module_utils.bundle_save_v2 import save_images_v2
+
+    options = dict(compression=params["compression"] or "gzip", level=params["compression_level"], pull=params["pull"],
+                   platform=params["platform"], force=params["force"], prune=params["prune"], base=params["base"])
+    return save_images_v2(client, dest, params["images"], options, check_mode=module.check_mode, engine_name=docker_host_from(params))
 
 
 def run_module(module):
@@ -492,11 +532,7 @@ def run_module(module):
         module.fail_json(msg="bundle %s exists and is not a directory: a bundle is a directory" % dest)
     client = connect(module)
     try:
-        result = save_images(
-            client, dest, params["images"], compression=params["compression"], level=params["compression_level"],
-            pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
-            check_mode=module.check_mode, engine_name=docker_host_from(params),
-        )
+        result = save_by_version(module, client, dest)
     except (TransferError, BundleError, CompressionError, InvalidReference) as exc:
         module.fail_json(msg=str(exc), bundle=dest)
     except (DockerException, RequestException) as exc:

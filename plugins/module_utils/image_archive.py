@@ -132,17 +132,33 @@ class ArchiveIndex:
         self.size = 0
 
 
-def _keep(archive, member, name, index, captured):
-    """Keep member `name`'s bytes in index.files when it is a small JSON document; return the total kept."""
+def is_layer_member(name):
+    """Whether an archive member may be a layer: ``<id>/layer.tar`` (docker-archive) or a blob (OCI layout)."""
+    return (name.endswith("/layer.tar") and name.count("/") == 1) or (name.startswith("blobs/sha256/") and name.count("/") == 2)
+
+
+def _keep(archive, member, name, index, captured, on_layer=None):
+    """Keep member `name`'s bytes in index.files when it is a small JSON document; return the total kept.
+
+    `on_layer(name, size, handle, head)`, when given, reads each layer (a member that is not kept
+    as JSON) from `handle`; `head` holds the bytes already read from it.
+    """
+    if on_layer is not None and member.isreg() and name.endswith("/layer.tar") and is_layer_member(name):
+        on_layer(name, member.size, archive.extractfile(member), b"")
+        return captured
     if not (member.isreg() and _wanted_member(name)):
         return captured
     if member.size > MAX_CAPTURED_MEMBER or captured + member.size > MAX_CAPTURED_TOTAL:
         index.oversized[name] = member.size
+        if on_layer is not None and name.startswith("blobs/"):
+            on_layer(name, member.size, archive.extractfile(member), b"")
         return captured
     handle = archive.extractfile(member)
     if name.startswith("blobs/"):
         first = handle.read(1)
         if first != b"{":
+            if on_layer is not None:
+                on_layer(name, member.size, handle, first)
             return captured  # a layer, not a JSON document
         data = first + handle.read(member.size - 1)
     else:
@@ -151,11 +167,12 @@ def _keep(archive, member, name, index, captured):
     return captured + len(data)
 
 
-def read_archive(reader, tap=None):
+def read_archive(reader, tap=None, on_layer=None):
     """Read a tar stream from `reader` (anything with read(n)) to its end; return its ArchiveIndex.
 
     Every byte read is also handed to `tap` when given, in order, including what follows the
-    archive's end marker. Raises ArchiveError for anything that is not a whole, sane tar stream.
+    archive's end marker. `on_layer` (see _keep) reads the layers as they pass. Raises ArchiveError
+    for anything that is not a whole, sane tar stream.
     """
     counting = _CountingReader(reader, tap)
     index = ArchiveIndex()
@@ -173,7 +190,7 @@ def read_archive(reader, tap=None):
                 while name.startswith("./"):
                     name = name[2:]
                 index.names.append(name)
-                captured = _keep(archive, member, name, index, captured)
+                captured = _keep(archive, member, name, index, captured, on_layer)
         counting.drain()
     except tarfile.ReadError as exc:
         text = str(exc)

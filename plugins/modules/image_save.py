@@ -239,12 +239,14 @@ def main():
         argument_spec=docker_connection_args(
             images=dict(type="list", elements="str", required=True, aliases=["names"]),
             bundle=dict(type="path", required=True, aliases=["dest"]),
-            compression=dict(type="str", choices=["none", "gzip", "zstd"], default="zstd"),
+            compression=dict(type="str", choices=["none", "gzip", "zstd"]),
             compression_level=dict(type="int", aliases=["level"]),
             pull=dict(type="str", choices=["never", "missing", "always"], default="missing"),
             platform=dict(type="str"),
             force=dict(type="bool", default=False),
             prune=dict(type="bool", default=False),
+            format_version=dict(type="int", choices=[1, 2], default=1),
+            base=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -34,7 +34,7 @@ def test_two_references_to_one_image_share_one_tarball(local_engine, test_images
         moved = run("image_save", {"images": [test_images.refs["multi"], alias], "dest": dest, "pull": "never"})
         assert not moved["failed"], moved["msg"]
         assert moved["changed"] is True
-        assert [image["written"] for image in moved["images"]] == [False, True]
+        assert [image["action"] for image in moved["images"]] == ["unchanged", "saved"]
         entries = manifest_of(dest)["images"]
         assert [entry["references"] for entry in entries] == [[test_images.refs["multi"]], [alias]]
         assert [entry["image_id"] for entry in entries] == [test_images.ids["multi"], test_images.ids["shared-a"]]

@@ -52,7 +52,7 @@ def test_pull_missing_then_always(pushed, local_registry, local_engine, test_ima
 
     first = run("image_save", params)
     assert not first["failed"], first["msg"]
-    assert first["changed"] is True and first["images"][0]["pulled"] == "pulled" and first["images"][0]["written"] is True
+    assert first["changed"] is True and first["images"][0]["pulled"] == "pulled" and first["images"][0]["action"] == "saved"
     assert local_engine.image_id(pushed) == test_images.ids["multi"]
     entry = entry_of(dest)
     assert entry["image_id"] == test_images.ids["multi"]
@@ -71,7 +71,7 @@ def test_pull_missing_then_always(pushed, local_registry, local_engine, test_ima
     push(local_engine, test_images.refs["shared-a"], repository, tag)
     moved = run("image_save", dict(params, pull="always"))
     assert not moved["failed"], moved["msg"]
-    assert moved["changed"] is True and moved["images"][0]["written"] is True
+    assert moved["changed"] is True and moved["images"][0]["action"] == "saved"
     assert moved["images"][0]["reason"] == "the bundle holds image %s, the engine has %s" % (test_images.ids["multi"], test_images.ids["shared-a"])
     assert entry_of(dest)["image_id"] == test_images.ids["shared-a"]
     assert sorted(os.listdir(os.path.join(dest, "images"))) == [os.path.basename(entry_of(dest)["file"])]

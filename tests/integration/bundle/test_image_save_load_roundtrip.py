@@ -71,7 +71,7 @@ def test_save_check_mode_then_write_then_nothing(compression, local_engine, test
     check = run("image_save", params, check=True, diff=True)
     assert not check["failed"], check["msg"]
     assert check["changed"] is True
-    assert [image["written"] for image in check["images"]] == [True, True, True]
+    assert [image["action"] for image in check["images"]] == ["saved"] * 3
     assert check["msg"] == "would write 3 of 3 image(s) into %s" % dest
     assert not os.path.exists(dest), "check mode created the bundle directory"
     assert test_images.refs["multi"] in check["diff"]["after"] and check["diff"]["before"] == ""
@@ -86,7 +86,7 @@ def test_save_check_mode_then_write_then_nothing(compression, local_engine, test
     assert first["diff"]["after"] == open(os.path.join(dest, "bundle.json")).read()
     for image, entry, ref in zip(first["images"], manifest["images"], test_images.round_trip):
         attrs = local_engine.client.api.inspect_image(ref)
-        assert image["reference"] == ref and image["written"] is True
+        assert image["reference"] == ref and image["action"] == "saved"
         assert image["image_id"] == entry["image_id"] == entry["config_digest"] == attrs["Id"] == test_images.ids[short(ref)]
         assert entry["references"] == entry["tags"] == [ref]
         assert (entry["os"], entry["architecture"]) == (attrs["Os"], attrs["Architecture"])
@@ -103,7 +103,7 @@ def test_save_check_mode_then_write_then_nothing(compression, local_engine, test
     assert sorted(os.listdir(os.path.join(dest, "images"))) == sorted(os.path.basename(entry["file"]) for entry in manifest["images"])
 
     check_again = run("image_save", params, check=True)
-    assert check_again["changed"] is False and not any(image["written"] for image in check_again["images"])
+    assert check_again["changed"] is False and all(image["action"] == "unchanged" for image in check_again["images"])
     again = run("image_save", params, diff=True)
     assert again["changed"] is False, again
     assert again["diff"]["before"] == again["diff"]["after"]
