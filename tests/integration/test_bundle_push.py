@@ -17,6 +17,7 @@ import tarfile
 import threading
 import uuid
 
+import docker
 import pytest
 import requests
 
@@ -256,3 +257,37 @@ def test_a_partial_directory_is_probed_in_check_mode_and_refused_for_real_naming
         with open(os.path.join(bundle_dir, name), "rb") as source, open(staged / name, "wb") as copy:
             copy.write(source.read())
     assert module_runner("bundle_push", params)["images"][0]["action"] == "pushed"
+
+
+def test_a_bundle_saved_by_image_save_goes_in_and_the_engine_pulls_it_by_its_id(engine, site_registry, tmp_path, module_runner):
+    suffix = uuid.uuid4().hex[:8]
+    reference = "registry.example.com/itest-bpush-%s/saved:1" % suffix
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+        payload = os.urandom(300 * 1024)
+        info = tarfile.TarInfo("payload.bin")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    engine.api.import_image_from_data(data.getvalue(), repository=reference.rsplit(":", 1)[0], tag="1")
+    image_id = engine.images.get(reference).id
+    pulled = "%s/itest-bpush-%s/saved:1" % (site_registry["registry"], suffix)
+    certs_d = "/etc/docker/certs.d/%s" % site_registry["registry"]
+    try:
+        saved = module_runner("image_save", {"images": [reference], "dest": str(tmp_path / "bundle"), "format_version": 2,
+                                             "pull": "never", "docker_host": SOCKET})
+        assert not saved["failed"], saved
+        engine.images.remove(image_id, force=True)
+        pushed = module_runner("bundle_push", params_for(site_registry, str(tmp_path / "bundle")))
+        assert not pushed["failed"] and pushed["images"][0]["action"] == "pushed", pushed
+        assert pushed["images"][0]["image_id"] == image_id and pushed["images"][0]["bytes"] > 0
+        os.makedirs(certs_d, exist_ok=True)
+        shutil.copy(site_registry["ca"], os.path.join(certs_d, "ca.crt"))
+        engine.login(registry=site_registry["registry"], username=USER[0], password=USER[1], reauth=True)
+        assert engine.images.pull(pulled).id == image_id
+    finally:
+        shutil.rmtree(certs_d, ignore_errors=True)
+        for name in (pulled, reference):
+            try:
+                engine.images.remove(name, force=True)
+            except docker.errors.NotFound:
+                pass
