@@ -153,13 +153,13 @@ def test_newer_manifest_version_is_refused(damaged, target, test_images, run):
     directory, _entry, _path = damaged
     with open(os.path.join(directory, "bundle.json")) as handle:
         manifest = json.load(handle)
-    manifest["version"] = 2
+    manifest["version"] = 3
     with open(os.path.join(directory, "bundle.json"), "w") as handle:
         json.dump(manifest, handle)
     result = load_bad(run, directory, target)
     assert result["failed"] is True
     assert result["msg"] == (
-        "%s is bundle format version 2, but this fleet.images reads version 1 and older: it was written by a newer fleet.images. "
+        "%s is bundle format version 3, but this fleet.images reads version 2 and older: it was written by a newer fleet.images. "
         "Upgrade the fleet.images collection where this task runs." % os.path.join(directory, "bundle.json"))
     assert_bad_image_absent(target, test_images)
 
