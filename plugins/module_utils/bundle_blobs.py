@@ -50,8 +50,9 @@ def blobs_dir(bundle_dir):
 def new_blob(bundle_dir):
     """A HashingWriter into a temporary blob file; after the block, it is linked as blobs/sha256/<its sha256>.
 
-    The caller reads the digest from the writer (``.digest`` is set when the block ends). An existing
-    blob of the same digest is kept as it is (content addressing: same name, same bytes).
+    The caller reads the digest from the writer (``.digest`` is set when the block ends, and ``.created``:
+    whether this made the file). An existing blob of the same digest is kept as it is (content
+    addressing: same name, same bytes).
     """
     directory = blobs_dir(bundle_dir)
     fd, temp_path = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=directory)
@@ -63,8 +64,10 @@ def new_blob(bundle_dir):
             os.fsync(raw.fileno())
         writer.digest = "sha256:" + writer.hexdigest()
         os.chmod(temp_path, 0o644)
+        writer.created = False
         with contextlib.suppress(FileExistsError):
             os.link(temp_path, bundle.blob_path(bundle_dir, writer.digest))
+            writer.created = True
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
@@ -131,8 +134,12 @@ def hash_layer(handle, head):
     return "sha256:" + digest.hexdigest(), size
 
 
-def store_layer(bundle_dir, handle, head, compression, level):
-    """Compress a layer member into a new blob; return its layer descriptor (digest, size, diff_id, diff_size, media_type)."""
+def store_layer(bundle_dir, handle, head, compression, level, known=None):
+    """Compress a layer member into a new blob; return its layer descriptor (digest, size, diff_id, diff_size, media_type).
+
+    When its diff_id turns out to be in `known` after all, the blob this made is removed again and the
+    known descriptor is returned.
+    """
     digest, size = hashlib.sha256(), 0
     with new_blob(bundle_dir) as blob:
         writer = compressing_writer(blob, compression, level, threads=0)
@@ -141,8 +148,12 @@ def store_layer(bundle_dir, handle, head, compression, level):
             size += len(block)
             writer.write(block)
         writer.close()
-    return {"media_type": LAYER_TYPES[compression], "digest": blob.digest, "size": blob.size,
-            "diff_id": "sha256:" + digest.hexdigest(), "diff_size": size}
+    diff_id = "sha256:" + digest.hexdigest()
+    if known and diff_id in known:
+        if blob.created:  # nothing held this file before: the layer is held elsewhere (or under its first digest)
+            os.unlink(bundle.blob_path(bundle_dir, blob.digest))
+        return known[diff_id]
+    return {"media_type": LAYER_TYPES[compression], "digest": blob.digest, "size": blob.size, "diff_id": diff_id, "diff_size": size}
 
 
 def oci_manifest(config, layers):

@@ -11,18 +11,76 @@ import os
 from ansible.module_utils.common.text.formatters import bytes_to_human
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
-from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file
+from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_file, hash_handle, open_regular
+from ansible_collections.fleet.images.plugins.module_utils.image_result import image_result
 
 WHEELS_DIR = bundle.WHEELS_DIR
 
 
 def all_references(manifest):
-    """Each recorded reference, and its normalized form, mapped to its tarball."""
+    """Each recorded reference, and its normalized form, mapped to its tarball (version 1) or manifest blob (version 2)."""
     mapping = {}
     for entry in manifest["images"]:
         for name in bundle.entry_names(entry):
-            mapping.setdefault(name, entry["file"])
+            mapping.setdefault(name, entry["file"] if "file" in entry else bundle.blob_name(entry["manifest"]["digest"]))
     return mapping
+
+
+def check_blob(bundle_dir, digest, size, verify):
+    """Problems with one carried blob (missing, not a regular file, wrong size, sha256 not its name); [] when fine."""
+    path = bundle.blob_path(bundle_dir, digest)
+    try:
+        handle = open_regular(path)
+    except FileNotFoundError:
+        return ["%s is missing (bundle.json references blob %s, %d bytes, and requires does not list it)" % (path, digest, size)]
+    except OSError as exc:
+        return ["%s cannot be read: %s" % (path, exc.strerror or exc)]
+    with handle:
+        actual_size = os.fstat(handle.fileno()).st_size
+        if actual_size != size:
+            return ["%s has %d bytes, bundle.json records %d (truncated or replaced?)" % (path, actual_size, size)]
+        if verify:
+            actual = "sha256:" + hash_handle(handle)[0]
+            if actual != digest:
+                return ["%s has sha256 %s: a blob's content must hash to its name (swapped or damaged)" % (path, actual)]
+    return []
+
+
+def unlisted_blobs(bundle_dir, manifest):
+    """Files in blobs/sha256/ that the bundle's images do not reference (never read by a loader)."""
+    directory = os.path.join(bundle_dir, *bundle.BLOBS_DIR.split("/"))
+    if not os.path.isdir(directory) or os.path.islink(directory):
+        return []
+    carried = {bundle.blob_name(digest) for digest in bundle.carried_blobs(manifest)}
+    return ["%s/%s" % (bundle.BLOBS_DIR, name) for name in sorted(os.listdir(directory))
+            if "%s/%s" % (bundle.BLOBS_DIR, name) not in carried and not name.startswith(".")]
+
+
+def read_v2_images(bundle_dir, manifest, selected, verify):
+    """(images items, problems, carried blob files checked) for the selected version 2 entries."""
+    carried = bundle.carried_blobs(manifest)
+    problems, checked, images = [], [], []
+    for entry in selected:
+        held = [(digest, size) for digest, size in bundle.image_blobs(entry) if digest in carried]
+        for digest, size in held:
+            if bundle.blob_name(digest) not in checked:
+                problems += check_blob(bundle_dir, digest, size, verify)
+                checked.append(bundle.blob_name(digest))
+        size = sum(size for _digest, size in held)
+        layers = ", ".join(sorted({bundle.layer_compression(layer["media_type"]) for layer in entry["layers"]})) or "no layer"
+        summary = "%s: %d layer(s) (%s), %s in this bundle%s" % (
+            ", ".join(entry["references"]), len(entry["layers"]), layers, bytes_to_human(size),
+            ", %d blob(s) from its base" % (len(bundle.image_blobs(entry)) - len(held)) if len(held) < len(bundle.image_blobs(entry)) else "")
+        images.append(item_of(entry, verify, size, summary, blobs=[digest for digest, _size in bundle.image_blobs(entry)],
+                              required=[digest for digest, _size in bundle.image_blobs(entry) if digest not in carried]))
+    return images, problems, checked
+
+
+def item_of(entry, verify, size, summary, **extra):
+    """The C2 item of a bundle entry: the common keys, then every recorded field, then what this read adds."""
+    fields = {key: value for key, value in entry.items() if key not in ("references", "image_id")}
+    fields.update(extra, verified=bool(verify), summary=summary)
+    return image_result(entry["references"][0], entry["references"], entry.get("image_id"), "verified" if verify else "listed", size, **fields)
 
 
 def check_file(bundle_dir, entry, verify, wheel=False):
@@ -91,36 +149,45 @@ def sums_text_of(bundle_dir):
         return handle.read().decode("utf-8", "replace")
 
 
-def read_bundle(bundle_dir, references, verify):
-    """Everything bundle_info returns; raises bundle.BundleError naming every bad file at once."""
-    manifest = bundle.load_manifest(bundle_dir)
-    selected = bundle.select_entries(manifest, references, bundle.manifest_path(bundle_dir))
-    problems = []
-    images = []
+def read_v1_images(bundle_dir, selected, verify):
+    """(images items, problems, tarballs) for the selected version 1 entries."""
+    problems, images = [], []
     for entry in selected:
         problems += check_file(bundle_dir, entry, verify)
-        image = dict(entry)
-        image["file_path"] = bundle.resolve_file(bundle_dir, entry["file"])
-        image["verified"] = bool(verify)
-        image["summary"] = "%s: %s, %s, %s" % (", ".join(entry["references"]), entry["file"], bytes_to_human(entry["size"]), entry["compression"])
-        images.append(image)
+        summary = "%s: %s, %s, %s" % (", ".join(entry["references"]), entry["file"], bytes_to_human(entry["size"]), entry["compression"])
+        images.append(item_of(entry, verify, entry["size"], summary, file_path=bundle.resolve_file(bundle_dir, entry["file"])))
+    return images, problems, [entry["file"] for entry in selected]
+
+
+def read_bundle(bundle_dir, references, verify):
+    """Everything bundle_info returns; raises bundle.BundleError naming every bad file at once."""
+    manifest = bundle.load_manifest(bundle_dir, check_blobs=False)
+    selected = bundle.select_entries(manifest, references, bundle.manifest_path(bundle_dir))
+    if bundle.is_v2(manifest):
+        images, problems, files = read_v2_images(bundle_dir, manifest, selected, verify)
+        carried = bundle.carried_blobs(manifest)
+        files_size = sum(carried["sha256:" + name.rsplit("/", 1)[-1]] for name in files)
+    else:
+        images, problems, files = read_v1_images(bundle_dir, selected, verify)
+        files_size = sum(entry["size"] for entry in selected)
     wheels, wheel_problems, unlisted = read_wheels(bundle_dir, manifest, verify)
     problems += wheel_problems
     if problems:
         raise bundle.BundleError("bundle %s failed its check: %s" % (bundle_dir, "; ".join(problems)))
-    images_size = sum(entry["size"] for entry in selected)
     return dict(
         bundle=bundle_dir,
         path=bundle_dir,
         format_version=manifest["version"],
         images=images,
         references=all_references(manifest),
-        files=[entry["file"] for entry in selected],
+        files=files,
+        requires=manifest.get("requires"),
+        unlisted_blobs=unlisted_blobs(bundle_dir, manifest) if bundle.is_v2(manifest) else [],
         wheels=wheels,
         wheels_listed="wheels" in manifest,
         unlisted_wheels=unlisted,
-        images_size=images_size,
-        total_size=images_size + sum(wheel["size"] for wheel in wheels),
+        images_size=files_size,
+        total_size=files_size + sum(wheel["size"] for wheel in wheels),
         sha256sums=sums_text_of(bundle_dir),
-        verified=[entry["file"] for entry in selected + wheels] if verify else [],
+        verified=files + [wheel["file"] for wheel in wheels] if verify else [],
     )

@@ -124,7 +124,7 @@ def stream_to_bundle_file(chunks, final_path, compression, level, threads):
     return dict(images[0], sha256=hashed.hexdigest(), size=hashed.size, uncompressed_size=index.size, archive_format=layout)
 
 
-def stream_archive(client, name, consume, directory, engine_name="the engine"):
+def stream_archive(client, name, consume, directory, engine_name="the engine", what="the tarball of"):
     """Return consume(chunks) of the engine's archive of `name`, its failures (engine, archive, full disk in `directory`) worded."""
     try:
         with no_read_timeout(client):
@@ -136,9 +136,9 @@ def stream_archive(client, name, consume, directory, engine_name="the engine"):
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise TransferError(
-                "no space left in %s while writing %s: nothing was committed for it, the bundle still lists its "
+                "no space left in %s while writing %s %s: nothing was committed for it, the bundle still lists its "
                 "previous files. Free space there (or choose another bundle directory) and run the task again"
-                % (directory, name)) from None
+                % (directory, what, name)) from None
         if not isinstance(exc, (RequestException, Urllib3Error)):
             raise
         raise TransferError(engine_gone(engine_name, "saving %s" % name, exc)) from None

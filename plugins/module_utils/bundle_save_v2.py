@@ -27,11 +27,24 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle_save import (
     check_saved_image, claim_entry, commit_manifest, group_references, manifest_diff, prune_entries, release_requested,
     resolve_image, stream_archive, tags_of,
 )
-from ansible_collections.fleet.images.plugins.module_utils.engine_io import TransferError
+from ansible_collections.fleet.images.plugins.module_utils.engine_io import DISK_FULL, TransferError
 from ansible_collections.fleet.images.plugins.module_utils.image_archive import ArchiveError, IterReader, describe_archive, read_archive
 from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
 
 V1_FIELDS = ("file", "size", "sha256", "compression", "uncompressed_size", "archive_format")
+
+
+@contextlib.contextmanager
+def disk_full_worded(dest, what):
+    """A full disk while writing blobs or the manifest becomes a TransferError that says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise TransferError(
+            "no space left in %s while writing %s: nothing was committed for it, the bundle still lists what it held before. "
+            "Free space there (or choose another bundle directory) and run the task again" % (dest, what)) from None
 
 
 class _Retry(Exception):
@@ -100,15 +113,16 @@ class LayerSink:
             diff_id, _size = blobs.hash_layer(handle, head)
             self.guessed_wrong = self.guessed_wrong or (diff_id not in self.known and diff_id not in self.new)
             return
-        layer = blobs.store_layer(self.dest, handle, head, self.compression, self.level)
-        if layer["diff_id"] not in self.known and layer["diff_id"] not in self.new:
-            self.new[layer["diff_id"]] = layer
+        layer = blobs.store_layer(self.dest, handle, head, self.compression, self.level, dict(self.known, **self.new))
+        if layer["diff_id"] not in self.known:
+            self.new.setdefault(layer["diff_id"], layer)
 
     def layer(self, diff_id, files):
         """The descriptor of `diff_id`: stored now, held already, or a small layer read as JSON-looking member."""
         found = self.new.get(diff_id) or self.known.get(diff_id)
-        if found is None and "blobs/sha256/" + diff_id[len("sha256:"):] in files:
-            self(diff_id, 0, io.BytesIO(files["blobs/sha256/" + diff_id[len("sha256:"):]]), b"")
+        name = "blobs/sha256/" + diff_id[len("sha256:"):]
+        if found is None and name in files:
+            self(name, len(files[name]), io.BytesIO(files[name]), b"")
             found = self.new.get(diff_id)
         if found is None:
             if self.guessed_wrong:
@@ -139,7 +153,8 @@ class SaveV2:
         """Stream one image into blobs; return (description, config descriptor, layers, manifest descriptor, bytes written)."""
         for trust_sizes in (True, False):
             sink = LayerSink(self.dest, known, list((attrs.get("RootFS") or {}).get("Layers") or []), self.compression, self.level, trust_sizes)
-            index = stream_archive(self.client, name, lambda chunks, sink=sink: read_archive(IterReader(chunks), on_layer=sink), self.dest, self.engine_name)
+            index = stream_archive(self.client, name, lambda chunks, sink=sink: read_archive(IterReader(chunks), on_layer=sink),
+                                   blobs.blobs_dir(self.dest), self.engine_name, "the blobs of")
             described, config_data, diff_ids = describe_image(index, name)
             check_saved_image(name, attrs, described)
             try:
@@ -189,10 +204,12 @@ class SaveV2:
                 entry = build_entry(old, merged, attrs, None)
             elif not self.check_mode:
                 name = next((ref for ref in references if image_ref.is_tag(ref)), references[0])
-                saved = self.save_image(name, attrs, known_layers(self.dest, manifest, self.base))
+                with disk_full_worded(self.dest, "the blobs of %s" % name):
+                    saved = self.save_image(name, attrs, known_layers(self.dest, manifest, self.base))
                 entry, written = build_entry(old, merged, attrs, saved[:4]), saved[4]
             if entry is not None:
-                self.place(manifest, old, entry)
+                with disk_full_worded(self.dest, "the manifest of %s" % references[0]):
+                    self.place(manifest, old, entry)
             kept.append(entry)
             results.append(self.result_of(references, attrs, note, entry, reason, written))
         return results, [entry for entry in kept if entry is not None]
@@ -288,7 +305,8 @@ def save_images_v2(client, dest, references, options, check_mode=False, engine_n
         results, kept = run.save_groups(manifest, groups, {image_ref.normalize(reference) for reference in references})
         pruned = prune_entries(manifest, kept, []) if options["prune"] else []
         if not check_mode:
-            run.commit(manifest)
+            with disk_full_worded(dest, "bundle.json"):
+                run.commit(manifest)
             removed += blobs.remove_orphans(dest, manifest) if manifest_read else []
         else:
             set_requires(manifest, dest, base)

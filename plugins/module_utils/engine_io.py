@@ -145,11 +145,22 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
 
     The bytes sent are read from this one descriptor, the one that was hashed. Returns the engine's messages.
     """
-    messages = []
     handle.seek(0)
     try:
+        return stream_chunks_into_engine(client, iter_chunks(open_decompressed(handle, label=label), LOAD_CHUNK), label, engine_name)
+    except CompressionError as exc:
+        raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
+
+
+def stream_chunks_into_engine(client, chunks, label, engine_name="the engine"):
+    """Send the archive `chunks` yields into the engine's load API; return the engine's messages.
+
+    An exception raised by `chunks` itself (the caller's reading) is the caller's to handle.
+    """
+    messages = []
+    try:
         with no_read_timeout(client):
-            for event in client.api.load_image(iter_chunks(open_decompressed(handle, label=label), LOAD_CHUNK)) or []:
+            for event in client.api.load_image(chunks) or []:
                 if not isinstance(event, dict):
                     continue
                 if event.get("error"):
@@ -160,8 +171,6 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
     except APIError as exc:
         detail = str(getattr(exc, "explanation", None) or exc)
         raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail))) from exc
-    except CompressionError as exc:
-        raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
     # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
     # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
     except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
