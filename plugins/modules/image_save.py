@@ -117,7 +117,7 @@ options:
   format_version:
     description:
       - The bundle format to write, V(1) (one tarball per image) or V(2) (content-addressed blobs, an OCI image layout).
-      - An existing bundle of the other version is refused: save into a new directory.
+      - An existing bundle of the other version is refused; save into a new directory instead.
     type: int
     choices: [1, 2]
     default: 1
@@ -302,7 +302,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.bundle_save import run_module
+from ansible_collections.fleet.images.plugins.module_utils.image_save_run import run_module
 from ansible_collections.fleet.images.plugins.module_utils.docker_args import docker_connection_args
 
 

@@ -12,13 +12,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import uuid
 
 import pytest
 
-from module_runner import COLLECTION_LINK, COLLECTIONS_ROOT
+from save_killer import run_killed
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle, bundle_load, bundle_save, engine_io
 from ansible_collections.fleet.images.plugins.module_utils.bundle_load import Loader
@@ -159,45 +158,6 @@ def test_a_given_sha256_is_checked_even_with_verify_off(local_engine, images, tm
 
 # ---------------------------------------------------------------------------------------------
 # image_save keeps the last good tarball: kill -9 at several points, full disk
-
-KILL_HOOK = '''
-import fcntl, os, signal
-point = os.environ.get("FI_BYTES_KILL_AT")
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-if point == "locked":
-    _flock = fcntl.flock
-    def flock(fd, operation):
-        _flock(fd, operation)
-        die()
-    fcntl.flock = flock
-_fsync, _replace = os.fsync, os.replace
-def fsync(fd):
-    _fsync(fd)
-    if point == "tarball-written" and os.readlink("/proc/self/fd/%d" % fd).endswith(".tmp") and "/images/" in os.readlink("/proc/self/fd/%d" % fd):
-        die()
-def replace(source, target, *args, **kwargs):
-    _replace(source, target, *args, **kwargs)
-    name = os.path.basename(str(target))
-    if (point == "tarball-renamed" and "/images/" in str(target)) or (point == "manifest-renamed" and name == "bundle.json") \\
-            or (point == "sums-renamed" and name == "SHA256SUMS"):
-        die()
-os.fsync, os.replace = fsync, replace
-'''
-
-
-def run_killed(params, point, tmp_path):
-    """Run image_save as Ansible would, with a hook that SIGKILLs the module at `point`; return its exit status."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(KILL_HOOK)
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=False, _ansible_diff=False)}))
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (hook, COLLECTIONS_ROOT), FI_BYTES_KILL_AT=point)
-    proc = subprocess.run([sys.executable, str(COLLECTION_LINK / "plugins" / "modules" / "image_save.py"), str(args_file)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
-    return proc.returncode
-
 
 @pytest.mark.parametrize("point", ["locked", "tarball-written", "tarball-renamed", "manifest-renamed", "sums-renamed"])
 def test_kill_9_of_image_save_leaves_a_whole_bundle(local_engine, images, tmp_path, run, point):

@@ -19,7 +19,8 @@ import uuid
 
 import pytest
 
-from module_runner import COLLECTION_LINK, COLLECTIONS_ROOT
+from module_runner import COLLECTIONS_ROOT
+from save_killer import run_killed
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 
@@ -185,47 +186,6 @@ def test_a_damaged_blob_is_refused_by_verify_and_a_missing_one_healed_by_the_nex
 
 # ---------------------------------------------------------------------------------------------
 # kill -9 between any two writes, a full disk: the committed bundle.json lists only complete blobs
-
-KILL_HOOK = '''
-import fcntl, os, signal
-point = os.environ.get("FI_A_KILL_AT")
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-if point == "locked":
-    _flock = fcntl.flock
-    def flock(fd, operation):
-        _flock(fd, operation)
-        die()
-    fcntl.flock = flock
-_fsync, _replace, _link = os.fsync, os.replace, os.link
-def fsync(fd):
-    _fsync(fd)
-    if point == "blob-written" and "/.blob." in os.readlink("/proc/self/fd/%d" % fd):
-        die()
-def link(source, target, *args, **kwargs):
-    _link(source, target, *args, **kwargs)
-    if point == "blob-linked":
-        die()
-def replace(source, target, *args, **kwargs):
-    _replace(source, target, *args, **kwargs)
-    if os.path.basename(str(target)) == {"index-renamed": "index.json", "manifest-renamed": "bundle.json", "sums-renamed": "SHA256SUMS"}.get(point):
-        die()
-os.fsync, os.replace, os.link = fsync, replace, link
-'''
-
-
-def run_killed(params, point, tmp_path):
-    """Run image_save as Ansible would, with a hook that SIGKILLs it at `point`; return its exit status."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(KILL_HOOK)
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=False, _ansible_diff=False)}))
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (hook, COLLECTIONS_ROOT), FI_A_KILL_AT=point)
-    proc = subprocess.run([sys.executable, str(COLLECTION_LINK / "plugins" / "modules" / "image_save.py"), str(args_file)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
-    return proc.returncode
-
 
 @pytest.fixture()
 def moving(local_engine, tmp_path):

@@ -197,3 +197,24 @@ def test_foreign_sums_lines_survive_and_ours_are_remade(v2):
         lines = handle.read().splitlines()
     assert lines[0] == other and len(lines) == 1 + 6 + 2
     assert "0" * 64 not in "".join(lines) and "1" * 64 not in "".join(lines)
+
+
+def test_bundle_info_reads_v2_with_the_common_item_shape(v2):
+    from ansible_collections.fleet.images.plugins.module_utils import bundle_contents
+
+    directory, manifest = v2
+    listed = bundle_contents.read_bundle(directory, [], verify=False)
+    assert [(item["reference"], item["action"]) for item in listed["images"]] == [("base:1", "listed"), ("app:1", "listed")]
+    app = manifest["images"][1]
+    assert listed["images"][1]["bytes"] == sum(size for _digest, size in bundle.image_blobs(app))
+    assert listed["images_size"] == sum(bundle.carried_blobs(manifest).values()) and listed["unlisted_blobs"] == []
+    verified = bundle_contents.read_bundle(directory, ["app:1"], verify=True)
+    assert [item["action"] for item in verified["images"]] == ["verified"] and len(verified["verified"]) == 2 + 2
+    with open(os.path.join(directory, "blobs", "sha256", "f" * 64), "wb") as handle:
+        handle.write(b"stray")
+    path = bundle.blob_path(directory, digest_of(b"app layer"))
+    with open(path, "wb") as handle:
+        handle.write(b"APP LAYER")  # same size, other bytes
+    assert bundle_contents.read_bundle(directory, [], verify=False)["unlisted_blobs"] == ["blobs/sha256/" + "f" * 64]
+    with pytest.raises(BundleError, match="%s has sha256 sha256:[0-9a-f]{64}: a blob's content must hash to its name" % path):
+        bundle_contents.read_bundle(directory, [], verify=True)
