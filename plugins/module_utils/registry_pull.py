@@ -103,7 +103,7 @@ def run_module(module):
     for image in params["images"]:
         try:
             item = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
-                                       docker_host_from(params))
+                        docker_host_from(params))
         except (registry.RegistryConfigError, TransferError) as exc:
             module.fail_json(msg=str(exc), **result)
         except DockerException as exc:
