@@ -23,7 +23,7 @@ import requests
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ports import free_port
-from site_registry import SOCKET, USER, site_registry  # noqa: F401 (a fixture)
+from site_registry import SOCKET, USER, site_registry  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 import trustme
 
-from site_registry import SOCKET, USER, site_registry  # noqa: F401 (a fixture)
+from site_registry import SOCKET, USER, site_registry  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 
 @pytest.fixture
