@@ -102,8 +102,7 @@ def run_module(module):
     result = {"images": []}
     for image in params["images"]:
         try:
-            item = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
-                        docker_host_from(params))
+            item = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode, docker_host_from(params))
         except (registry.RegistryConfigError, TransferError) as exc:
             module.fail_json(msg=str(exc), **result)
         except DockerException as exc:
