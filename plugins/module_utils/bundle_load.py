@@ -4,9 +4,10 @@
 """Loading a bundle's images (or a lone tarball) into a Docker Engine: the logic behind image_load.
 
 Each image is planned first by its identity (image_archive.plan_load): present, present but lacking
-tags, or needing its tarball. A tarball is checked (size, then sha256 in one read) on one open
-descriptor before a single byte reaches the engine, and the bytes loaded are read again from that
-same descriptor. Given only the manifest entries, the plan is all a run returns (no file is read).
+tags, or needing its tarball (version 1) or the blobs the engine lacks (version 2, bundle_load_v2.py).
+A file is checked (size, then sha256 in one read) on one open descriptor before a single byte
+reaches the engine, and the bytes loaded are read again from that same descriptor. Given only the
+manifest entries, the plan is all a run returns (no file is read). Results are contract C2 items.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.fleet.images.plugins.module_utils import bundle
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
+from ansible_collections.fleet.images.plugins.module_utils.bundle_load_v2 import BlobFiles, EngineLayers, check_present, needed_blobs, stream_image
 from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError, detect_handle, open_decompressed, require_zstd
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerException,
@@ -38,6 +40,7 @@ from ansible_collections.fleet.images.plugins.module_utils.engine_io import (
     stream_into_engine,
 )
 from ansible_collections.fleet.images.plugins.module_utils.hashing import hash_handle, normalize_sha256, open_regular
+from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
 from ansible_collections.fleet.images.plugins.module_utils.image_archive import (
     ArchiveError,
     created_seconds,
@@ -53,7 +56,7 @@ SPACE_FACTOR = 2
 # When a tarball's uncompressed size was not recorded, assume a compressed one expands this much.
 UNKNOWN_EXPANSION = 4
 # What a plan says, in the words of a load's result.
-PLANNED = {"present": "skipped", "tag": "tagged", "load": "loaded"}
+PLANNED = {"present": "unchanged", "tag": "tagged", "load": "loaded"}
 
 
 def expected_uncompressed(entry, path):
@@ -93,7 +96,9 @@ class Loader:
         self.keep_free = keep_free
         self.check_mode = check_mode
         self.results = []
+        self.failed = []
         self.failures = []
+        self.layers = EngineLayers(client)
         self.warnings = []
         self._info = None
         self._docker_host = docker_host
@@ -142,46 +147,73 @@ class Loader:
                 "before it is imported); free space there or prune unused images" % (
                     label, root_dir, shortfall, uncompressed))
 
-    def record(self, entry, action, image_id, tags_set, verified, error=None):
-        result = {
-            "references": list(entry.get("references") or []),
-            "tags": list(entry.get("tags") or []),
-            "file": entry.get("file"),
-            "image_id": image_id,
-            "config_digest": entry.get("config_digest"),
-            "action": action,
-            "tags_set": tags_set,
-            "verified": verified,
-        }
+    def record(self, entry, action, image_id, tags_set, verified, error=None, moved=(0, ())):
+        """One `images` item (contract C2) for `entry`; a failure goes to `failed` instead. `moved` is (bytes, files)."""
+        references = list(entry.get("references") or [])
         if error:
-            result["error"] = error
             self.failures.append(error)
-        self.results.append(result)
-        return result
+            self.failed.append({"reference": references[0] if references else None, "references": references, "error": error})
+            return self.failed[-1]
+        item = image_result(references[0], references, image_id, action, moved[0], tags=list(entry.get("tags") or []), tags_set=tags_set,
+                            verified=verified, config_digest=entry.get("config_digest"), files=list(moved[1]))
+        self.results.append(item)
+        return item
+
+    def needs(self, entry):
+        """(bytes, bundle-relative files) a load of `entry` reads: its tarball, or the blobs the engine lacks."""
+        if "manifest" not in entry:
+            return entry.get("size") or 0, [entry["file"]]
+        blobs = needed_blobs(self.layers, entry)
+        return sum(size for _digest, size in blobs), [bundle.blob_name(digest) for digest, _size in blobs]
 
     def plan_only(self, entry):
         """Record what loading `entry` would do, asking the engine only: no file is read (image_id null for a load)."""
         action, image_id, tags = self.plan(entry)
-        return self.record(entry, PLANNED[action], image_id, tags, False)
+        return self.record(entry, PLANNED[action], image_id, tags, False, moved=self.needs(entry) if action == "load" else (0, ()))
 
     def _apply_known(self, entry, plan, verified):
-        """Record an image the engine has (present, or tagged now); None when the plan needs its tarball."""
+        """Record an image the engine has (present, or tagged now); None when the plan needs its files."""
         action, image_id, tags = plan
         if action == "present":
-            return self.record(entry, "skipped", image_id, [], verified)
+            return self.record(entry, "unchanged", image_id, [], verified)
         if action == "tag":
             return self.record(entry, "tagged", image_id, tags if self.check_mode else restore_tags(self.client, image_id, tags), verified)
         return None
 
-    def _would_load(self, entry, tags, verified):
-        return self.record(entry, "loaded", entry.get("config_digest") or entry.get("image_id"), tags, verified)
+    def _would_load(self, entry, tags, verified, moved=(0, ())):
+        return self.record(entry, "loaded", entry.get("config_digest") or entry.get("image_id"), tags, verified, moved=moved)
 
-    def _finish_load(self, entry, label, messages, tags, verified, action="loaded"):
+    def _finish_load(self, entry, label, messages, tags, verified, action="loaded", moved=(0, ())):
         """After the engine took the archive: find the entry's image, restore its tags, record it."""
         attrs = find_loaded(self.client, entry, messages)
         if attrs is None:
             raise TransferError("the engine accepted %s but lists no image with config %s afterwards" % (label, entry.get("config_digest")))
-        return self.record(entry, action, attrs["Id"], restore_tags(self.client, attrs["Id"], tags), verified)
+        return self.record(entry, action, attrs["Id"], restore_tags(self.client, attrs["Id"], tags), verified, moved=moved)
+
+    def load_v2(self, bundle_dir, manifest, entries):
+        """Version 2: every needed blob present (else nothing loads) and checked, then each image composed from them."""
+        plans = [(entry, self.plan(entry)) for entry in entries]
+        wanted = [(entry, needed_blobs(self.layers, entry)) for entry, plan in plans if plan[0] == "load"]
+        check_present(bundle_dir, manifest, wanted)
+        blobs = BlobFiles(bundle_dir, self.verify)
+        with blobs.stack:
+            problems = {id(entry): blobs.check(needed) for entry, needed in wanted}  # every check before any load
+            for entry, plan in plans:
+                try:
+                    self._apply_known(entry, plan, False) or self._load_blobs(blobs, entry, plan[2], problems[id(entry)])
+                except TransferError as exc:
+                    self.record(entry, "failed", None, [], False, str(exc))
+
+    def _load_blobs(self, blobs, entry, tags, problem):
+        label = "image %s" % ", ".join(entry["references"])
+        if problem:
+            return self.record(entry, "failed", None, [], False, "%s: %s. No image was loaded from it" % (label, problem))
+        size, files = self.needs(entry)
+        self.check_space(label, size + sum(layer["diff_size"] for layer in self.layers.missing(entry)))
+        if self.check_mode:
+            return self._would_load(entry, tags, self.verify, (size, files))
+        messages, sent = stream_image(self.client, blobs, self.layers, entry, self._docker_host)
+        return self._finish_load(entry, label, messages, tags, self.verify, moved=(sent, files))
 
     def load_entry(self, bundle_dir, entry):
         """Skip, tag or (after checking the file) load one bundle entry; a failure is recorded, not raised."""
@@ -203,11 +235,12 @@ class Loader:
                 detect_and_check_decoder(handle, path)
             except (BundleError, TransferError, CompressionError) as exc:
                 return self.record(entry, "failed", None, [], False, "%s. No image was loaded from it" % exc)
+            moved = (entry["size"], [label])
             if self.check_mode:
-                return self._would_load(entry, tags, self.verify)
+                return self._would_load(entry, tags, self.verify, moved)
             try:
                 messages = stream_into_engine(self.client, handle, label, self._docker_host)
-                return self._finish_load(entry, label, messages, tags, self.verify)
+                return self._finish_load(entry, label, messages, tags, self.verify, moved=moved)
             except TransferError as exc:
                 return self.record(entry, "failed", None, [], self.verify, str(exc))
 
@@ -222,11 +255,12 @@ class Loader:
                 raise TransferError("%s. No image was loaded from it" % exc) from exc
             if self.check_mode or all(plan[0] != "load" for plan in plans):
                 for entry, plan in zip(entries, plans):
-                    self._apply_known(entry, plan, verified) or self._would_load(entry, plan[2], verified)
+                    self._apply_known(entry, plan, verified) or self._would_load(entry, plan[2], verified, (os.path.getsize(path), [path]))
                 return
             messages = stream_into_engine(self.client, handle, path, self._docker_host)
-            for entry, (action, _image_id, tags) in zip(entries, plans):
-                self._finish_load(entry, path, messages, tags, verified, "loaded" if action == "load" else "skipped")
+            for index, (entry, (action, _image_id, tags)) in enumerate(zip(entries, plans)):
+                moved = (os.path.getsize(path), [path]) if index == 0 else (0, ())  # the one tarball went in once
+                self._finish_load(entry, path, messages, tags, verified, "loaded" if action == "load" else "unchanged", moved)
 
     def _open_tarball(self, path, sha256):
         """Open the lone tarball once and check its sha256 on that descriptor; return (handle, verified).
@@ -310,10 +344,6 @@ def describe_tarball(handle, label):
     return images, index.size
 
 
-def summary_of(result):
-    return {key: result[key] for key in ("references", "tags", "image_id", "file")}
-
-
 def tag_map(loader, after):
     """{tag (or reference): image ID, or None when absent} for the diff, before or after this run."""
     state = {}
@@ -324,40 +354,45 @@ def tag_map(loader, after):
     return state
 
 
-def files_with(results, action):
-    """The distinct files of the results with `action`, in order."""
-    return list(dict.fromkeys(result["file"] for result in results if result["action"] == action))
+def load_files(results):
+    """The distinct files the loads of `results` read (tarballs, or blobs the engine lacks), in order."""
+    return list(dict.fromkeys(name for result in results if result["action"] == "loaded" for name in result["files"]))
 
 
 def selected_entries(module, params):
-    """(bundle directory or None, the entries to handle or None for a lone tarball); fails the module on bad input."""
+    """(bundle directory or None, its manifest or None, the entries to handle or None for a lone tarball); fails on bad input."""
     if params["entries"] is not None:
         if not module.check_mode:
             module.fail_json(msg="entries only plans (check mode: add check_mode: true to the task); give bundle to load images")
         try:
             for index, entry in enumerate(params["entries"]):
-                bundle.validate_entry(entry, "entries[%d]" % index)
+                (bundle.validate_v2_entry if "manifest" in entry else bundle.validate_entry)(entry, "entries[%d]" % index)
         except BundleError as exc:
             module.fail_json(msg="%s (give the images list that fleet.images.bundle_info returns)" % exc)
-        return None, params["entries"]
+        return None, None, params["entries"]
     if not params["bundle"]:
-        return None, None
+        return None, None, None
     bundle_dir = os.path.abspath(params["bundle"])
     try:
-        return bundle_dir, bundle.select_entries(bundle.load_manifest(bundle_dir), params["images"], bundle_dir)
+        # A staging directory holds only the blobs its host lacks: each load checks the ones it needs.
+        manifest = bundle.load_manifest(bundle_dir, check_blobs=False)
+        return bundle_dir, manifest, bundle.select_entries(manifest, params["images"], bundle_dir)
     except BundleError as exc:
         module.fail_json(msg=str(exc), bundle=bundle_dir)
 
 
-def load(module, loader, params, bundle_dir, entries):
+def load(module, loader, params, bundle_dir, manifest, entries):
     """Run the loader over the entries (or the lone tarball); a failure of the engine itself fails the module."""
     try:
         if entries is None:
             loader.load_tarball(os.path.abspath(params["path"]), params["sha256"])
-        for entry in entries or []:
-            if params["entries"] is not None:
+        elif params["entries"] is not None:
+            for entry in entries:
                 loader.plan_only(entry)
-            else:
+        elif bundle.is_v2(manifest):
+            loader.load_v2(bundle_dir, manifest, entries)
+        else:
+            for entry in entries:
                 loader.load_entry(bundle_dir, entry)
     except (TransferError, BundleError, CompressionError) as exc:
         loader.failures.append(str(exc))
@@ -367,19 +402,17 @@ def load(module, loader, params, bundle_dir, entries):
 
 
 def load_result(module, loader):
-    by_action = {action: [summary_of(result) for result in loader.results if result["action"] == action]
-                 for action in ("loaded", "tagged", "skipped")}
+    count = {action: len([result for result in loader.results if result["action"] == action]) for action in ("loaded", "tagged", "unchanged")}
     result = dict(
-        changed=bool(by_action["loaded"] or by_action["tagged"]),
-        loaded=by_action["loaded"],
-        tagged=by_action["tagged"],
-        present=by_action["skipped"],
+        changed=any_changed(loader.results),
         images=loader.results,
-        load_files=files_with(loader.results, "loaded"),
-        tag_files=files_with(loader.results, "tagged"),
-        msg=("would load %d, tag %d, skip %d image(s)" if module.check_mode else "loaded %d, tagged %d, skipped %d image(s)") % (
-            len(by_action["loaded"]), len(by_action["tagged"]), len(by_action["skipped"])),
+        load_files=load_files(loader.results),
+        bytes=sum(result["bytes"] for result in loader.results),
+        msg=("would load %d, tag %d, leave %d image(s) unchanged" if module.check_mode else "loaded %d, tagged %d, left %d image(s) unchanged") % (
+            count["loaded"], count["tagged"], count["unchanged"]),
     )
+    if loader.failed:
+        result["failed_images"] = loader.failed
     if module._diff:
         result["diff"] = {"before": tag_map(loader, after=False), "after": tag_map(loader, after=True)}
     return result
@@ -392,10 +425,10 @@ def run_module(module):
         keep_free = human_to_bytes(params["keep_free"])
     except ValueError as exc:
         module.fail_json(msg="keep_free %r is not a size: give bytes or a number with a unit such as 512M or 10G (%s)" % (params["keep_free"], exc))
-    bundle_dir, entries = selected_entries(module, params)
+    bundle_dir, manifest, entries = selected_entries(module, params)
     loader = Loader(connect(module), docker_host_from(params), verify=params["verify"], force=params["force"], keep_free=keep_free,
                     check_mode=module.check_mode)
-    load(module, loader, params, bundle_dir, entries)
+    load(module, loader, params, bundle_dir, manifest, entries)
     for warning in loader.warnings:
         module.warn(warning)
     result = load_result(module, loader)

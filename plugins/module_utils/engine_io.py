@@ -100,8 +100,9 @@ def platform_matches(attrs, platform):
 
 
 def pull_image(client, reference, platform, engine_name="the engine", auth=None):
-    """Pull through the engine; raise TransferError with the engine's own words when it fails."""
+    """Pull through the engine and return the layer bytes it downloaded; raise TransferError with the engine's own words when it fails."""
     kwargs = {"stream": True, "decode": True}
+    downloaded = {}
     if platform:
         kwargs["platform"] = platform
     if auth:
@@ -111,12 +112,16 @@ def pull_image(client, reference, platform, engine_name="the engine", auth=None)
             for event in client.api.pull(reference, **kwargs):
                 if isinstance(event, dict) and event.get("error"):
                     raise TransferError("pulling %s failed: %s%s" % (reference, event["error"], no_space_hint(event["error"])))
+                if isinstance(event, dict) and event.get("status") in ("Downloading", "Extracting"):
+                    # a small layer may skip "Downloading"; "Extracting" reports the same blob size
+                    downloaded[event.get("id")] = max(downloaded.get(event.get("id"), 0), (event.get("progressDetail") or {}).get("total") or 0)
     except APIError as exc:
         raise TransferError("pulling %s failed: %s" % (reference, getattr(exc, "explanation", None) or exc)) from exc
     # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
     # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
     except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:
         raise TransferError(engine_gone(engine_name, "pulling %s" % reference, exc)) from None
+    return sum(downloaded.values())
 
 
 def restore_tags(client, image_id, tags):
@@ -140,11 +145,22 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
 
     The bytes sent are read from this one descriptor, the one that was hashed. Returns the engine's messages.
     """
-    messages = []
     handle.seek(0)
     try:
+        return stream_chunks_into_engine(client, iter_chunks(open_decompressed(handle, label=label), LOAD_CHUNK), label, engine_name)
+    except CompressionError as exc:
+        raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
+
+
+def stream_chunks_into_engine(client, chunks, label, engine_name="the engine"):
+    """Send the archive `chunks` yields into the engine's load API; return the engine's messages.
+
+    An exception raised by `chunks` itself (the caller's reading) is the caller's to handle.
+    """
+    messages = []
+    try:
         with no_read_timeout(client):
-            for event in client.api.load_image(iter_chunks(open_decompressed(handle, label=label), LOAD_CHUNK)) or []:
+            for event in client.api.load_image(chunks) or []:
                 if not isinstance(event, dict):
                     continue
                 if event.get("error"):
@@ -155,8 +171,6 @@ def stream_into_engine(client, handle, label, engine_name="the engine"):
     except APIError as exc:
         detail = str(getattr(exc, "explanation", None) or exc)
         raise TransferError("the Docker Engine %s refused %s: %s%s" % (engine_name, label, detail, no_space_hint(detail))) from exc
-    except CompressionError as exc:
-        raise TransferError("%s could not be decompressed while loading: %s" % (label, exc)) from exc
     # the engine went away mid-stream: requests' ConnectionError or ChunkedEncodingError ("Response ended
     # prematurely"), urllib3's ProtocolError, http.client's errors, a bare BrokenPipeError
     except (RequestException, Urllib3Error, http.client.HTTPException, OSError) as exc:

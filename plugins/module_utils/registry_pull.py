@@ -22,6 +22,7 @@ from ansible_collections.fleet.images.plugins.module_utils.docker_client import 
     docker_host_from,
 )
 from ansible_collections.fleet.images.plugins.module_utils.engine_io import TransferError, inspect_image, pull_image
+from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
 
 
 def entry_problem(image):
@@ -36,16 +37,23 @@ def entry_problem(image):
     return None
 
 
+def expected_bytes(image):
+    """What a pull would move, as the bundle entry records it: its layer blobs (version 2) or its tarball (version 1)."""
+    if isinstance(image.get("layers"), list):
+        return sum(layer.get("size") or 0 for layer in image["layers"] if isinstance(layer, dict))
+    return image.get("size") if isinstance(image.get("size"), int) else 0
+
+
 def tag_all(client, image_id, tags):
     for bundle_tag in tags:
         client.api.tag(image_id, *image_ref.repository_and_tag(bundle_tag))
 
 
 def pull_checked(client, source, image, reference, auth, engine_name):
-    """Pull `source` and return its image ID, which must be the bundle's; a stranger is removed again."""
+    """Pull `source` and return (its image ID, which must be the bundle's, bytes downloaded); a stranger is removed again."""
     identity = image_archive.identity_digests(image)
     # streamed, so the registry's own error and an engine that stops half way are both reported as such
-    pull_image(client, source, None, engine_name, auth=auth)
+    downloaded = pull_image(client, source, None, engine_name, auth=auth)
     attrs = inspect_image(client, source)
     got = attrs["Id"] if attrs else None
     if got not in identity:
@@ -54,29 +62,29 @@ def pull_checked(client, source, image, reference, auth, engine_name):
             client.api.remove_image(source)
         raise TransferError("the site registry served %s as %s, but the bundle holds %s for %s: was another image pushed under "
                             "that name? Push the bundle again (registry role)." % (source, got, " or ".join(identity), reference))
-    return got
+    return got, downloaded
 
 
 def pull_one(client, image, site_registry, mirror_namespace, auth, check_mode, engine_name="the engine"):
-    """Get one image onto the engine; returns ("pulled" | "tagged" | "present", record)."""
-    reference = image["references"][0]
+    """Get one image onto the engine; returns its `images` item (action pulled, tagged or unchanged)."""
+    reference, references = image["references"][0], image["references"]
     action, present_id, tags_to_set = image_archive.plan_load(image, lambda name: inspect_image(client, name))
     if action == "present":
-        return "present", {"reference": reference, "image_id": present_id}
+        return image_result(reference, references, present_id, "unchanged", 0)
     if action == "tag":
         if not check_mode:
             tag_all(client, present_id, tags_to_set)
-        return "tagged", {"reference": reference, "image_id": present_id, "tags": tags_to_set}
+        return image_result(reference, references, present_id, "tagged", 0, tags=tags_to_set)
     # The same name the registry role pushed the image under (module_utils/registry.py).
     source = registry.target_reference(reference, site_registry, mirror_namespace)[2]
-    record = {"reference": reference, "source": source, "image_id": image["image_id"]}
     if check_mode:
-        return "pulled", record
-    record["image_id"] = pull_checked(client, source, image, reference, auth, engine_name)
-    tag_all(client, record["image_id"], tags_to_set)
+        # what would move is known to the engine only while it pulls: the bundle's record of the image's size
+        return image_result(reference, references, image["image_id"], "pulled", expected_bytes(image), source=source, tags=tags_to_set)
+    image_id, downloaded = pull_checked(client, source, image, reference, auth, engine_name)
+    tag_all(client, image_id, tags_to_set)
     if source not in tags_to_set:
         client.api.remove_image(source, noprune=True)
-    return "pulled", record
+    return image_result(reference, references, image_id, "pulled", downloaded, source=source, tags=tags_to_set)
 
 
 def run_module(module):
@@ -91,15 +99,14 @@ def run_module(module):
         client = build_client(params)
     except DockerConnectionError as exc:
         module.fail_json(msg=str(exc))
-    result = {"pulled": [], "tagged": [], "present": []}
+    result = {"images": []}
     for image in params["images"]:
         try:
-            outcome, record = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
-                                       docker_host_from(params))
+            item = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode, docker_host_from(params))
         except (registry.RegistryConfigError, TransferError) as exc:
             module.fail_json(msg=str(exc), **result)
         except DockerException as exc:
             module.fail_json(msg=docker_error_message(exc, "pulling %s from %s" % (image["references"][0], params["registry"])),
                              exception=traceback.format_exc(), **result)
-        result[outcome].append(record)
-    module.exit_json(changed=bool(result["pulled"] or result["tagged"]), **result)
+        result["images"].append(item)
+    module.exit_json(changed=any_changed(result["images"]), **result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
 from ansible_collections.fleet.images.plugins.module_utils.registry import (
     certs_d_ca_path,
     normalize_registry,
@@ -48,15 +49,18 @@ def registry_has_image(session, scheme, registry, repository, tag, image):
 
 
 def _push_stream(client, target_repository, tag, auth_config):
-    last_digest = None
+    """Push through the engine; returns (the manifest digest, the layer bytes the engine reported uploading)."""
+    last_digest, sent = None, {}
     for chunk in client.api.push(target_repository, tag=tag, auth_config=auth_config, stream=True, decode=True):
         if chunk.get("error") or chunk.get("errorDetail"):
             detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
             raise ImagePushError("Pushing %s:%s failed: %s" % (target_repository, tag, detail))
+        if chunk.get("status") == "Pushing":
+            sent[chunk.get("id")] = max(sent.get(chunk.get("id"), 0), (chunk.get("progressDetail") or {}).get("current") or 0)
         aux = chunk.get("aux") or {}
         if aux.get("Digest"):
             last_digest = aux["Digest"]
-    return last_digest
+    return last_digest, sum(sent.values())
 
 
 def plan_pushes(client, params, registry):
@@ -102,27 +106,25 @@ def push_images(client, params, check_mode):
     plan = plan_pushes(client, params, registry)
     scheme = "http" if params["insecure"] else "https"
     session = registry_session(params, registry)
-    pushed, present_already = [], []
+    items = []
     for item in plan:
         present, digest = (False, None) if params["force"] else registry_has_image(
             session, scheme, registry, item["repository"], item["tag"], item["image"])
-        record = {"source": item["source"], "target": item["target"], "image_id": item["image"].id, "digest": digest}
-        (present_already if present else pushed).append((record, item))
-    if pushed and not check_mode:
+        # in check mode, what would move is at most the image itself (the engine skips layers the registry holds)
+        items.append(image_result(item["source"], [item["source"]], item["image"].id, "unchanged" if present else "pushed",
+                                  0 if present or not check_mode else item["image"].attrs.get("Size") or 0,
+                                  target=item["target"], digest=digest))
+    to_push = [(record, item) for record, item in zip(items, plan) if record["action"] == "pushed"]
+    if to_push and not check_mode:
         auth_config = login(client, params, registry)
-        for record, item in pushed:
+        for record, item in to_push:
             target_repository = "%s/%s" % (registry, item["repository"])
             item["image"].tag(target_repository, item["tag"])
-            record["digest"] = _push_stream(client, target_repository, item["tag"], auth_config)
-    pushed = [record for record, _item in pushed]
-    present_already = [record for record, _item in present_already]
+            record["digest"], record["bytes"] = _push_stream(client, target_repository, item["tag"], auth_config)
+    held = sorted(record["target"] for record in items if record["action"] == "unchanged")
     return {
-        "changed": bool(pushed),
+        "changed": any_changed(items),
         "registry": registry,
-        "pushed": pushed,
-        "present": present_already,
-        "diff": {
-            "before": {"present": sorted(r["target"] for r in present_already)},
-            "after": {"present": sorted(r["target"] for r in present_already + pushed)},
-        },
+        "images": items,
+        "diff": {"before": {"present": held}, "after": {"present": sorted(record["target"] for record in items)}},
     }

@@ -127,10 +127,12 @@ def remove_stale(directory, older_than, now=None, dry_run=False):
 
 
 def _check_names(directories, clean):
-    bad = [name for name in directories + clean if "/" in name or name in ("", ".", "..")]
+    bad = [name for name in directories + clean
+           if not name or name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/"))]
     unknown = [name for name in clean if name not in directories]
     if bad or unknown:
-        raise StagingError("staging_dir: directories and clean take plain names of subdirectories (clean among directories); "
+        raise StagingError("staging_dir: directories and clean take relative paths of subdirectories such as images or "
+                           "blobs/sha256 (no '.', '..' or empty part; clean among directories); "
                            "got %s" % ", ".join(repr(name) for name in bad + unknown))
 
 

@@ -14,7 +14,16 @@ description:
     image tarball.
   - An image already in the engine with its recorded tags is skipped without reading its tarball. An image present
     under its identity but missing some recorded tags only gets those tags, again without reading the tarball.
-  - Otherwise the tarball is checked before anything reaches the engine, first its size against C(bundle.json),
+  - B(Version 2 bundles) (content-addressed blobs) - for an image to load, only its config and the layers whose chain
+    the engine lacks (found from the engine's images' layers) are needed; the layers it has are left out of the
+    archive the engine gets, and their blobs need not be on the host. Every needed blob is opened once and its size
+    and sha256 checked against its digest on that descriptor before a byte reaches the engine; a docker-archive is
+    then composed on the fly from those same open files and streamed into the engine's load API (no tarball is
+    written anywhere). Layer blobs the engine decompresses itself (plain, gzip; zstd on Docker 23 and later) are sent
+    as stored, others decompressed on the way. A needed blob absent from O(bundle) (a differential bundle whose base
+    never reached the host, or a staging directory missing a file) fails the task before any image is loaded or
+    tagged, naming the images and the blobs.
+  - Otherwise (version 1) the tarball is checked before anything reaches the engine, first its size against C(bundle.json),
     then its sha256 in one read. The file is opened once (a symbolic link, FIFO, device or directory in its place is
     refused) and the bytes hashed are the bytes loaded, read again from that same open file, so a file swapped
     after the check never reaches the engine. On a missing file, a truncated file or a checksum mismatch, the image fails with a
@@ -61,7 +70,8 @@ attributes:
 options:
   bundle:
     description:
-      - The bundle directory (with C(bundle.json), C(SHA256SUMS) and C(images/)).
+      - The bundle directory (with C(bundle.json), and C(images/) or C(blobs/sha256/)), or a staging directory holding
+        C(bundle.json) and the files RV(load_files) named.
       - Exactly one of O(bundle), O(path) and O(entries) is required.
     type: path
   path:
@@ -77,8 +87,9 @@ options:
         O(bundle), to learn what each image needs before anything is copied to the host.
       - Only in check mode (the task keyword C(check_mode) set to V(true)); the engine is asked, by the same identity rule as a
         load, and no file is read or needed on the host. Each image comes back in RV(images) with C(action)
-        V(skipped) (present), V(tagged) (present, lacks tags) or V(loaded) (its tarball is needed), and
-        RV(load_files) and RV(tag_files) list the tarballs.
+        V(unchanged) (present), V(tagged) (present, lacks tags) or V(loaded) (files are needed, listed in its
+        RV(images[].files)), and RV(load_files) lists every file to copy to the host once - tarballs, or for a
+        version 2 bundle only the blobs of the config and of the layers this engine lacks.
       - Replaces the former module C(fleet.images.bundle_image_info).
     type: list
     elements: dict
@@ -149,7 +160,7 @@ EXAMPLES = r"""
   run_once: true
   register: bundle
 
-- name: Before copying anything, ask each host's engine which tarballs it needs
+- name: Before copying anything, ask each host's engine which files (tarballs, or blobs of the layers it lacks) it needs
   fleet.images.image_load:
     entries: "{{ bundle.images }}"
   check_mode: true
@@ -163,19 +174,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-loaded:
-  description: Images loaded (or, in check mode, that would be loaded).
+images:
+  description:
+    - Every selected image that was handled, in the bundle's order, with what was done to it (in check mode, what would
+      be done). Images that failed are not here but in RV(failed_images).
   returned: always
   type: list
   elements: dict
-  contains: &summary
+  contains:
+    reference:
+      description: The first reference recorded for the image.
+      type: str
+      sample: nginx:1.25
     references:
       description: The references recorded for the image.
-      type: list
-      elements: str
-      sample: [nginx:1.25]
-    tags:
-      description: The tags recorded for the image.
       type: list
       elements: str
       sample: [nginx:1.25]
@@ -185,66 +197,27 @@ loaded:
           with O(entries), null.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
-    file:
-      description: The tarball, relative to the bundle (or the O(path) given).
-      type: str
-      sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
-  sample:
-    - references: [nginx:1.25]
-      tags: [nginx:1.25]
-      image_id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
-      file: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
-present:
-  description:
-    - Images already present with their recorded tags (skipped); their tarballs were not read.
-    - Named C(present) rather than C(skipped), which Ansible reserves for a skipped task.
-  returned: always
-  type: list
-  elements: dict
-  contains: *summary
-  sample:
-    - references: [registry:2]
-      tags: [registry:2]
-      image_id: sha256:b0e8baf401d3d11f81cd7dc18b7aee3e250bd33ffcb614d8e56e99a6e99dcd0d
-      file: images/registry_2-8112a294af79.tar.zst
-tagged:
-  description: Images that were present but lacked recorded tags, which were set without loading.
-  returned: always
-  type: list
-  elements: dict
-  contains: *summary
-  sample: []
-load_files:
-  description: The tarballs of the images loaded (in check mode, that would be loaded), each once.
-  returned: always
-  type: list
-  elements: str
-  sample: [images/nginx_1.25-5b0c8a1d2e3f.tar.zst]
-tag_files:
-  description: The tarballs of the images that only got (or would get) tags; nothing is read from them.
-  returned: always
-  type: list
-  elements: str
-  sample: []
-images:
-  description: Every selected image with what was done to it.
-  returned: always
-  type: list
-  elements: dict
-  contains:
     action:
-      description: V(loaded), V(tagged), V(skipped) (present) or V(failed); in check mode, what would be done.
+      description:
+        - V(loaded), V(tagged) (present, only tags set) or V(unchanged) (present with its tags, nothing read); in
+          check mode, what a real run would do.
       type: str
       sample: loaded
-    image_id:
-      description: The image ID on this engine, or null when it failed (see RV(loaded[].image_id) for check mode).
-      type: str
-      sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
-    references:
-      description: The references recorded for the image.
+    bytes:
+      description:
+        - Bytes of bundle files this run sent into the engine for the image - its tarball (version 1), or the blobs of
+          its config and of the layers the engine lacked (version 2, as stored); 0 when nothing was sent. In check
+          mode (and with O(entries)), what would be sent.
+      type: int
+      sample: 71234567
+    files:
+      description:
+        - The bundle files (relative to the bundle, or the O(path) given) a load of the image reads - its tarball
+          (version 1), or C(blobs/sha256/<hex>) of its config and of each layer the engine lacks (version 2); empty for
+          V(tagged) and V(unchanged).
       type: list
       elements: str
-      sample: [nginx:1.25]
+      sample: [blobs/sha256/bca1582a2cdbe5c4e6d0b0dc19c6ea4ad1e31f4c7d2c10d49e57e9f2b8a1b6a1]
     tags:
       description: The tags recorded for the image.
       type: list
@@ -259,23 +232,62 @@ images:
       description: The sha256 of the image config.
       type: str
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
-    file:
-      description: The tarball.
-      type: str
-      sample: images/nginx_1.25-5b0c8a1d2e3f.tar.zst
     verified:
-      description: Whether the tarball's sha256 was checked by this run.
+      description: Whether the files of the image were checked against their sha256 by this run.
       type: bool
       sample: true
+  sample:
+    - reference: nginx:1.25
+      references: [nginx:1.25]
+      image_id: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+      action: loaded
+      bytes: 71234567
+      files: [images/nginx_1.25-5b0c8a1d2e3f.tar.zst]
+      tags: [nginx:1.25]
+      tags_set: [nginx:1.25]
+      config_digest: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
+      verified: true
+load_files:
+  description:
+    - The bundle files the loads read (in check mode and with O(entries), would read), each once, in order - the
+      tarballs (version 1) or the blobs the engine lacks (version 2). With O(entries) this is what to copy to the host.
+  returned: always
+  type: list
+  elements: str
+  sample: [images/nginx_1.25-5b0c8a1d2e3f.tar.zst]
+bytes:
+  description: The sum of RV(images[].bytes).
+  returned: always
+  type: int
+  sample: 71234567
+failed_images:
+  description: The images that failed, each with why; only when the task failed because of them.
+  returned: failure
+  type: list
+  elements: dict
+  contains:
+    reference:
+      description: The first reference recorded for the image.
+      type: str
+      sample: nginx:1.25
+    references:
+      description: The references recorded for the image.
+      type: list
+      elements: str
+      sample: [nginx:1.25]
     error:
-      description: Why this image failed; only for V(failed).
+      description: Why it failed.
       type: str
       sample: "/srv/bundle/images/nginx_1.25-5b0c8a1d2e3f.tar.zst failed its checksum: expected sha256 8e1f..., actual 0c2b...."
+  sample:
+    - reference: nginx:1.25
+      references: [nginx:1.25]
+      error: "/srv/bundle/images/nginx_1.25-5b0c8a1d2e3f.tar.zst failed its checksum: expected sha256 8e1f..., actual 0c2b...."
 msg:
   description: A one-line summary, or on failure every failed file with the reason.
   returned: always
   type: str
-  sample: loaded 1, tagged 0, skipped 2 image(s)
+  sample: loaded 1, tagged 0, left 2 image(s) unchanged
 """
 
 from ansible.module_utils.basic import AnsibleModule

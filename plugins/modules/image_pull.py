@@ -83,52 +83,56 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-pulled:
-  description: Images pulled (or, in check mode, that would be pulled).
+images:
+  description:
+    - One item per entry of O(images), in that order (the collection's one per-image result shape).
   returned: always
   type: list
   elements: dict
   contains:
     reference:
-      description: The bundle's reference.
+      description: The entry's first reference.
       type: str
-    source:
-      description: The name pulled from the site registry.
-      type: str
-    image_id:
-      description: The image ID.
-      type: str
-  sample: [{"reference": "nginx:1.25", "source": "registry.site.example:5000/library/nginx:1.25", "image_id": "sha256:3f1e..."}]
-tagged:
-  description: Images already on the host under another name, given the bundle's missing tags without a pull.
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    reference:
-      description: The bundle's reference.
-      type: str
-    image_id:
-      description: The image ID.
-      type: str
-    tags:
-      description: The tags set.
+      sample: nginx:1.25
+    references:
+      description: Every reference of the entry.
       type: list
       elements: str
-present:
-  description:
-    - Images already on the host with the bundle's identity under every recorded tag.
-    - Not called C(skipped), which Ansible reads as "the task was skipped".
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    reference:
-      description: The bundle's reference.
-      type: str
+      sample: [nginx:1.25]
     image_id:
-      description: The image ID.
+      description: The image ID on the engine (the bundle's).
       type: str
+      sample: sha256:3f1e6c2b9d0a4e8f7c6b5a493827161504f3e2d1c0b9a8f7e6d5c4b3a2918070
+    action:
+      description:
+        - C(pulled) (pulled from the site registry, then tagged as the bundle names it), C(tagged) (already on the
+          host under another name, only the missing tags set) or C(unchanged) (every tag already names the bundle's
+          image; not called C(skipped), which Ansible reads as "the task was skipped").
+      type: str
+      sample: pulled
+    bytes:
+      description:
+        - Layer bytes the engine downloaded for the image; 0 when tagged or unchanged. In check mode, the size the
+          bundle records for the image (its layer blobs, or its tarball for a version 1 entry).
+      type: int
+      sample: 5239871
+    source:
+      description: The name pulled from the site registry (action C(pulled) only).
+      type: str
+      sample: registry.site.example:5000/library/nginx:1.25
+    tags:
+      description: The tags set (actions C(pulled) and C(tagged)).
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+  sample:
+    - reference: nginx:1.25
+      references: [nginx:1.25]
+      image_id: sha256:3f1e6c2b9d0a4e8f7c6b5a493827161504f3e2d1c0b9a8f7e6d5c4b3a2918070
+      action: pulled
+      bytes: 5239871
+      source: registry.site.example:5000/library/nginx:1.25
+      tags: [nginx:1.25]
 """
 
 from ansible.module_utils.basic import AnsibleModule

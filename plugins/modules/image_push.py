@@ -106,26 +106,56 @@ registry:
   returned: success
   type: str
   sample: registry.site.example:5000
-pushed:
-  description: Images pushed (in check mode, that would be pushed), with the manifest digest the registry now holds.
+images:
+  description: One item per entry of O(images), in that order (the collection's one per-image result shape).
   returned: success
   type: list
   elements: dict
+  contains:
+    reference:
+      description: The reference as asked (the image in the engine).
+      type: str
+      sample: nginx:1.25
+    references:
+      description: The same reference, as a list (the shape every image module returns).
+      type: list
+      elements: str
+      sample: [nginx:1.25]
+    image_id:
+      description: The image ID in the engine.
+      type: str
+      sample: sha256:a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6
+    action:
+      description: C(pushed) (or, in check mode, would be pushed) or C(unchanged) (the registry already held it under its target name).
+      type: str
+      sample: pushed
+    bytes:
+      description:
+        - Layer bytes the engine reported uploading (0 for layers the registry already held, and when unchanged).
+        - In check mode, the image's size in the engine (at most that would move).
+      type: int
+      sample: 5239871
+    target:
+      description: The image's name in the registry.
+      type: str
+      sample: registry.site.example:5000/library/nginx:1.25
+    digest:
+      description: The manifest digest the registry holds under the target name (null in check mode for an image to push).
+      type: str
+      sample: sha256:e9ad1b8b1e5a1dc5bb5f5c42e1a8e0b6b0c56f7bfbf3bb1de5e08f6e7d0f1d2c
   sample:
-    - source: nginx:1.25
-      target: registry.site.example:5000/library/nginx:1.25
+    - reference: nginx:1.25
+      references: [nginx:1.25]
       image_id: sha256:a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6
+      action: pushed
+      bytes: 5239871
+      target: registry.site.example:5000/library/nginx:1.25
       digest: sha256:e9ad1b8b1e5a1dc5bb5f5c42e1a8e0b6b0c56f7bfbf3bb1de5e08f6e7d0f1d2c
-present:
-  description: Images the registry already held under their target name, with its manifest digest.
-  returned: success
-  type: list
-  elements: dict
-  sample:
-    - source: registry.example.com/team/app:2.1
-      target: registry.site.example:5000/team/app:2.1
-      image_id: sha256:5b0a8b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a
-      digest: sha256:0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d
+diff:
+  description: With C(--diff), the target names the registry holds before and after.
+  returned: success and diff mode
+  type: dict
+  sample: {"before": {"present": []}, "after": {"present": ["registry.site.example:5000/library/nginx:1.25"]}}
 """
 
 import traceback

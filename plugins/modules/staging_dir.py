@@ -30,7 +30,8 @@ options:
     required: true
   directories:
     description:
-      - Subdirectories of O(path) to make or check the same way.
+      - Subdirectories of O(path) to make or check the same way, as relative paths (V(images), V(blobs/sha256));
+        every directory on the way is checked (and made when absent) like O(path).
     type: list
     elements: str
     default: []

@@ -61,3 +61,8 @@ def run_task(directory, module, args, check_mode=False, environment=None, timeou
         return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"], done.stdout
     except (ValueError, KeyError, IndexError):
         raise AssertionError("no result (rc=%s)\n%s\n%s" % (done.returncode, done.stdout, done.stderr))
+
+
+def with_action(result, action):
+    """The `images` items of a module result (contract C2) whose action is `action`, in order."""
+    return [item for item in result["images"] if item["action"] == action]

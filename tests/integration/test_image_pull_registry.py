@@ -72,16 +72,19 @@ def pushed(site_registry):
 def test_pulls_checks_the_id_and_tags_as_the_bundle_names_it(pushed, module_runner):
     client, address, entry = pushed
     check = module_runner("image_pull", {"images": [entry], "registry": address}, check_mode=True)
-    assert not check["failed"] and check["changed"] and check["pulled"][0]["reference"] == entry["references"][0]
+    assert not check["failed"] and check["changed"], check
+    assert [(item["reference"], item["action"], item["bytes"]) for item in check["images"]] == [(entry["references"][0], "pulled", 1)]
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(entry["tags"][0])  # check mode pulled nothing
     result = module_runner("image_pull", {"images": [entry], "registry": address})
     assert not result["failed"] and result["changed"], result
+    assert result["images"][0]["action"] == "pulled" and result["images"][0]["bytes"] > 0, result
     assert client.images.get(entry["tags"][0]).id == entry["image_id"]
     # the registry-named tag is not left behind
     assert all(not tag.startswith(address) for tag in client.images.get(entry["image_id"]).tags)
     again = module_runner("image_pull", {"images": [entry], "registry": address})
-    assert not again["failed"] and not again["changed"] and again["present"][0]["image_id"] == entry["image_id"]
+    assert not again["failed"] and not again["changed"], again
+    assert [(item["action"], item["image_id"], item["bytes"]) for item in again["images"]] == [("unchanged", entry["image_id"], 0)]
 
 
 def test_an_image_with_another_id_than_the_bundle_fails_naming_both(pushed, module_runner):

@@ -16,32 +16,7 @@ import pytest
 import requests
 import trustme
 
-from ports import free_port
-
-SOCKET = "unix:///var/run/docker.sock"
-USER = ("pusher", "push-password-1")
-
-
-@pytest.fixture(scope="module")
-def site_registry(engine, module_runner, tmp_path_factory):
-    """One TLS registry with a user for the whole module."""
-    directory = tmp_path_factory.mktemp("push-registry")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1")
-    paths = {name: str(directory / name) for name in ("ca.crt", "server.crt", "server.key")}
-    ca.cert_pem.write_to_path(paths["ca.crt"])
-    server.cert_chain_pems[0].write_to_path(paths["server.crt"])
-    server.private_key_pem.write_to_path(paths["server.key"])
-    params = dict(
-        docker_host=SOCKET, name="itest-registry-%s" % uuid.uuid4().hex[:8], port=free_port(), bind_address="127.0.0.1",
-        data_dir=str(directory / "data"), htpasswd_path=str(directory / "auth" / "htpasswd"),
-        tls_cert=paths["server.crt"], tls_key=paths["server.key"], tls_ca=paths["ca.crt"],
-        users=[{"name": USER[0], "password": USER[1]}],
-    )
-    result = module_runner("registry_deploy", params)
-    assert not result["failed"], result
-    yield {"registry": "127.0.0.1:%d" % params["port"], "ca": paths["ca.crt"]}
-    engine.containers.get(params["name"]).remove(force=True, v=True)
+from site_registry import SOCKET, USER, site_registry  # noqa: F401  (a fixture) pylint: disable=unused-import
 
 
 @pytest.fixture
@@ -95,17 +70,18 @@ def test_pushes_under_client_names_then_skips(engine, site_registry, make_image,
     params = push_params(site_registry, [hub, private], mirror_namespace=True)
 
     predicted = run_module("image_push", params, check_mode=True, diff=True)
-    assert predicted["changed"] and len(predicted["pushed"]) == 2, predicted
+    assert predicted["changed"] and [item["action"] for item in predicted["images"]] == ["pushed", "pushed"], predicted
+    assert all(item["bytes"] > 0 for item in predicted["images"]), predicted
     assert registry_tags(site_registry, "library/itest-push-%s" % suffix) == []
 
     first = run_module("image_push", params, diff=True)
     assert first["changed"], first
-    targets = {item["source"]: item["target"] for item in first["pushed"]}
+    targets = {item["reference"]: item["target"] for item in first["images"]}
     assert targets == {
         hub: "%s/library/itest-push-%s:1" % (site_registry["registry"], suffix),
         private: "%s/itest-push-%s/app:2.1" % (site_registry["registry"], suffix),
     }
-    assert all(item["digest"].startswith("sha256:") for item in first["pushed"])
+    assert all(item["digest"].startswith("sha256:") and item["action"] == "pushed" and item["bytes"] > 0 for item in first["images"])
     assert registry_tags(site_registry, "library/itest-push-%s" % suffix) == ["1"]
     assert registry_tags(site_registry, "itest-push-%s/app" % suffix) == ["2.1"]
     assert first["diff"]["after"]["present"] == sorted(targets.values())
@@ -113,8 +89,8 @@ def test_pushes_under_client_names_then_skips(engine, site_registry, make_image,
     again_check = run_module("image_push", params, check_mode=True)
     again = run_module("image_push", params)
     for result in (again_check, again):
-        assert not result["changed"] and result["pushed"] == [], result
-        assert {item["digest"] for item in result["present"]} == {item["digest"] for item in first["pushed"]}
+        assert not result["changed"] and [(item["action"], item["bytes"]) for item in result["images"]] == [("unchanged", 0)] * 2, result
+        assert {item["digest"] for item in result["images"]} == {item["digest"] for item in first["images"]}
 
 
 def test_an_image_loaded_fresh_is_recognised_by_its_config_digest(engine, site_registry, make_image, run_module):
@@ -124,11 +100,11 @@ def test_an_image_loaded_fresh_is_recognised_by_its_config_digest(engine, site_r
     first = run_module("image_push", params)
     assert first["changed"], first
     # Forget what the engine recorded about the push, as on a host that just loaded the image from a bundle.
-    engine.images.remove(first["pushed"][0]["target"])
+    engine.images.remove(first["images"][0]["target"])
     assert not any(site_registry["registry"] in digest for digest in engine.images.get(image.id).attrs["RepoDigests"])
     second = run_module("image_push", params)
     assert not second["changed"], second
-    assert second["present"][0]["digest"] == first["pushed"][0]["digest"]
+    assert second["images"][0]["action"] == "unchanged" and second["images"][0]["digest"] == first["images"][0]["digest"]
 
 
 def test_a_new_image_under_the_same_tag_is_pushed_again(site_registry, make_image, run_module):
@@ -138,14 +114,14 @@ def test_a_new_image_under_the_same_tag_is_pushed_again(site_registry, make_imag
     first = run_module("image_push", params)
     make_image(reference)
     second = run_module("image_push", params)
-    assert second["changed"] and second["pushed"][0]["digest"] != first["pushed"][0]["digest"], second
+    assert second["changed"] and second["images"][0]["digest"] != first["images"][0]["digest"], second
 
 
 def test_mirror_namespace_off_keeps_short_hub_names(site_registry, make_image, run_module):
     name = "itest-push-%s" % uuid.uuid4().hex[:8]
     make_image(name + ":1")
     result = run_module("image_push", push_params(site_registry, [name + ":1"]))
-    assert result["pushed"][0]["target"] == "%s/%s:1" % (site_registry["registry"], name)
+    assert result["images"][0]["target"] == "%s/%s:1" % (site_registry["registry"], name)
     assert registry_tags(site_registry, name) == ["1"]
 
 

@@ -169,3 +169,22 @@ def test_what_a_killed_copy_left_is_removed_and_a_running_copy_is_kept(base, mod
     assert os.path.exists(kept_image)
     result = module_runner("staging_dir", dict(path=path, directories=["images", "tmp"], clean=["images", "tmp"]))
     assert result["removed"] == [kept_image] and not os.path.exists(kept_image)
+
+
+def test_nested_subdirectories_are_made_root_only_and_a_user_s_one_on_the_way_is_refused(base, module_runner):
+    path = os.path.join(base, "staging")
+    result = module_runner("staging_dir", dict(path=path, directories=["blobs/sha256", "tmp"], clean=["blobs/sha256", "tmp"]))
+    assert not result["failed"] and result["created"] == [path, path + "/blobs/sha256", path + "/tmp"], result
+    for directory in (path + "/blobs", path + "/blobs/sha256"):
+        assert os.lstat(directory).st_uid == 0 and stat.S_IMODE(os.lstat(directory).st_mode) == 0o700, directory
+    shutil.rmtree(path + "/blobs")
+    os.mkdir(path + "/blobs", 0o777)
+    os.chmod(path + "/blobs", 0o777)
+    result = module_runner("staging_dir", dict(path=path, directories=["blobs/sha256"]))
+    assert result["failed"] and "%s/blobs has mode 0777" % path in result["msg"] and not os.path.exists(path + "/blobs/sha256"), result
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "blobs/../x", "blobs//x", "."])
+def test_subdirectory_names_that_leave_or_blur_the_directory_are_refused(base, module_runner, name):
+    result = module_runner("staging_dir", dict(path=os.path.join(base, "staging"), directories=[name]))
+    assert result["failed"] and "relative paths of subdirectories" in result["msg"] and not os.path.exists(base + "/staging"), result

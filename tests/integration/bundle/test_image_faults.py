@@ -270,7 +270,7 @@ def test_the_engine_dying_during_a_load_is_a_clear_failure(private_engine, big_b
     kill_after_first_piece(monkeypatch, private_engine.kill)
     loader = Loader(private_engine.client, private_engine.docker_host)
     result = loader.load_entry(dest, entry)
-    assert result["action"] == "failed"
+    assert loader.results == [] and loader.failed == [result]
     assert result["error"].startswith(
         "the Docker Engine %s stopped answering while loading %s (" % (private_engine.docker_host, entry["file"])), result["error"]
     assert result["error"].endswith("it stopped, restarted or crashed. Check that it runs (systemctl status docker, "
@@ -303,7 +303,7 @@ def test_a_full_data_root_during_a_load_is_a_clear_failure(engine_on_small_disk,
     kill_after_first_piece(monkeypatch, lambda: fill(disk, 512 * 1024))
     loader = Loader(engine.client, engine.docker_host)
     result = loader.load_entry(dest, entry)
-    assert result["action"] == "failed"
+    assert loader.results == [] and loader.failed == [result]
     assert result["error"].startswith("the Docker Engine %s refused %s: " % (engine.docker_host, entry["file"])), result["error"]
     assert result["error"].endswith("; the disk is full: free space there (docker image prune, or remove files) and run the task again")
     assert engine.client.api.images(all=True) == []

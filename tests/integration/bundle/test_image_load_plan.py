@@ -26,8 +26,8 @@ def test_everything_present_needs_nothing(entries, target, test_images, run):
     result = run("image_load", {"entries": entries, "docker_host": target.docker_host}, check=True)
     assert not result["failed"], result.get("msg")
     assert result["changed"] is False
-    assert result["load_files"] == [] and result["tag_files"] == []
-    assert {image["action"] for image in result["images"]} == {"skipped"}
+    assert result["load_files"] == [] and result["bytes"] == 0
+    assert {image["action"] for image in result["images"]} == {"unchanged"}
     multi = by_reference(result, test_images.refs["multi"])
     assert multi["image_id"] == target.image_id(test_images.refs["multi"]) and multi["tags_set"] == []
 
@@ -45,9 +45,9 @@ def test_a_missing_tag_and_a_missing_image_are_told_apart(entries, target, test_
     tagged, missing = by_reference(result, multi), by_reference(result, shared_a)
     assert tagged["action"] == "tagged" and tagged["tags_set"] == [multi] and tagged["image_id"]
     assert missing["action"] == "loaded" and missing["image_id"] is None and missing["tags_set"] == [shared_a]
-    assert result["tag_files"] == [tagged["file"]]
-    assert result["load_files"] == [missing["file"]]
-    assert by_reference(result, test_images.refs["shared-b"])["action"] == "skipped"
+    assert tagged["files"] == [] and tagged["bytes"] == 0
+    assert result["load_files"] == missing["files"] and len(missing["files"]) == 1 and missing["bytes"] > 0
+    assert by_reference(result, test_images.refs["shared-b"])["action"] == "unchanged"
 
 
 def test_an_entry_that_is_not_a_manifest_entry_is_refused(target, run):

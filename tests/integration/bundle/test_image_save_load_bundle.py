@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from module_runner import with_action
 
 
 def manifest_of(dest):
@@ -135,7 +136,7 @@ def test_force_loads_again_and_check_mode_predicts_a_bad_file(local_engine, test
     run("image_save", {"images": [test_images.refs["shared-b"]], "dest": dest, "pull": "never"})
     forced = run("image_load", {"bundle": dest, "force": True})
     assert not forced["failed"], forced["msg"]
-    assert forced["changed"] is True and forced["loaded"][0]["image_id"] == test_images.ids["shared-b"]
+    assert forced["changed"] is True and with_action(forced, "loaded")[0]["image_id"] == test_images.ids["shared-b"]
 
     entry = manifest_of(dest)["images"][0]
     with open(os.path.join(dest, entry["file"]), "r+b") as handle:

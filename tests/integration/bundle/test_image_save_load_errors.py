@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from ports import free_port
+from module_runner import with_action
 # A size as Ansible's bytes_to_human writes it (1.50 KB, 10.00 GB, 1000.00 PB).
 HUMAN = r"[\d.]+ (?:Bytes|[KMGTPEZY]B)"
 
@@ -64,7 +65,7 @@ def test_flipped_byte(damaged, target, test_images, run):
     assert result["failed"] is True
     assert result["msg"] == "%s failed its checksum: expected sha256 %s, actual %s. No image was loaded from it" % (
         path, entry["sha256"], sha256_of(path))
-    assert result["images"][0]["action"] == "failed" and result["loaded"] == []
+    assert result["images"] == [] and result["failed_images"][0]["references"] == [test_images.refs["bad"]]
     assert_bad_image_absent(target, test_images)
 
 
@@ -110,7 +111,7 @@ def test_good_images_load_and_the_bad_one_is_named(damaged, target, test_images,
     result = load_bad(run, directory, target)
     assert result["failed"] is True and result["changed"] is True
     assert result["msg"].startswith("%s failed its checksum: expected sha256 %s, actual " % (path, entry["sha256"]))
-    assert [item["references"] for item in result["loaded"]] == [[test_images.refs["multi"]]]
+    assert [item["references"] for item in with_action(result, "loaded")] == [[test_images.refs["multi"]]]
     assert target.image_id(test_images.refs["multi"]) == test_images.ids["multi"]
     assert_bad_image_absent(target, test_images)
 
@@ -152,13 +153,13 @@ def test_newer_manifest_version_is_refused(damaged, target, test_images, run):
     directory, _entry, _path = damaged
     with open(os.path.join(directory, "bundle.json")) as handle:
         manifest = json.load(handle)
-    manifest["version"] = 2
+    manifest["version"] = 3
     with open(os.path.join(directory, "bundle.json"), "w") as handle:
         json.dump(manifest, handle)
     result = load_bad(run, directory, target)
     assert result["failed"] is True
     assert result["msg"] == (
-        "%s is bundle format version 2, but this fleet.images reads version 1 and older: it was written by a newer fleet.images. "
+        "%s is bundle format version 3, but this fleet.images reads version 2 and older: it was written by a newer fleet.images. "
         "Upgrade the fleet.images collection where this task runs." % os.path.join(directory, "bundle.json"))
     assert_bad_image_absent(target, test_images)
 

@@ -22,6 +22,7 @@ import subprocess
 import tarfile
 
 import pytest
+from module_runner import with_action
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
@@ -109,21 +110,21 @@ def test_load_and_save_with_the_hosts_own_python(host, bundles, test_images):
 
     check = run_on_host(host, "image_load", {"bundle": "/root/bundle"}, check_mode=True)
     assert check["rc"] == 0, check.get("msg")
-    assert check["changed"] is True and len(check["loaded"]) == 3
+    assert check["changed"] is True and len(with_action(check, "loaded")) == 3
 
     loaded = run_on_host(host, "image_load", {"bundle": "/root/bundle"})
     assert loaded["rc"] == 0, loaded.get("msg")
     assert "warnings" not in loaded, loaded.get("warnings")   # the data root is measured on the host itself
-    for item, ref in zip(loaded["loaded"], test_images.round_trip):
+    for item, ref in zip(with_action(loaded, "loaded"), test_images.round_trip):
         assert item["image_id"] == test_images.ids[ref.split("/")[1].split(":")[0]]
         assert host.image_id(ref) == item["image_id"]
 
     again = run_on_host(host, "image_load", {"bundle": "/root/bundle"})
-    assert again["rc"] == 0 and again["changed"] is False and len(again["present"]) == 3
+    assert again["rc"] == 0 and again["changed"] is False and len(with_action(again, "unchanged")) == 3
 
     saved = run_on_host(host, "image_save", {"images": test_images.round_trip, "dest": "/root/out", "pull": "never"})
     assert saved["rc"] == 0, saved.get("msg")
-    assert saved["changed"] is True and [image["image_id"] for image in saved["images"]] == [item["image_id"] for item in loaded["loaded"]]
+    assert saved["changed"] is True and [image["image_id"] for image in saved["images"]] == [item["image_id"] for item in with_action(loaded, "loaded")]
     sums = subprocess.run(["docker", "exec", host.container, "bash", "-c", "cd /root/out && sha256sum -c SHA256SUMS"],
                           capture_output=True, text=True, check=False)
     assert sums.returncode == 0 and sums.stdout.count(": OK") == 3, sums.stdout + sums.stderr

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+from module_runner import with_action
 
 
 def push(engine, source, repository, tag):
@@ -101,7 +102,7 @@ def test_saved_by_digest_loads_untagged_and_is_found_by_id(pushed, local_engine,
     trixie_engine.remove(test_images.ids["multi"])
     loaded = run("image_load", {"bundle": dest, "docker_host": trixie_engine.docker_host})
     assert not loaded["failed"], loaded["msg"]
-    assert loaded["loaded"][0]["image_id"] == test_images.ids["multi"] and loaded["loaded"][0]["tags"] == []
+    assert with_action(loaded, "loaded")[0]["image_id"] == test_images.ids["multi"] and with_action(loaded, "loaded")[0]["tags"] == []
     assert trixie_engine.image_id(test_images.ids["multi"]) == test_images.ids["multi"]
     again = run("image_load", {"bundle": dest, "docker_host": trixie_engine.docker_host})
-    assert again["changed"] is False and again["present"][0]["image_id"] == test_images.ids["multi"]
+    assert again["changed"] is False and with_action(again, "unchanged")[0]["image_id"] == test_images.ids["multi"]

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from ansible_collections.fleet.images.plugins.module_utils.compression import detect_file, iter_chunks, open_decompressed
+from module_runner import with_action
 
 COMPRESSIONS = ["none", "gzip", "zstd"]
 
@@ -121,8 +122,8 @@ def test_round_trip_onto_an_engine_without_the_images(compression, target, bundl
     check = run("image_load", params, check=True, diff=True)
     assert not check["failed"], check["msg"]
     assert check["changed"] is True
-    assert check["msg"] == "would load 3, tag 0, skip 0 image(s)"
-    assert [item["references"] for item in check["loaded"]] == [[ref] for ref in test_images.round_trip]
+    assert check["msg"] == "would load 3, tag 0, leave 0 image(s) unchanged"
+    assert [item["references"] for item in with_action(check, "loaded")] == [[ref] for ref in test_images.round_trip]
     assert check["diff"]["before"] == {ref: None for ref in test_images.round_trip}
     assert check["diff"]["after"] == {ref: test_images.ids[short(ref)] for ref in test_images.round_trip}
     assert all(target.image_id(ref) is None for ref in test_images.round_trip), "check mode loaded something"
@@ -130,9 +131,9 @@ def test_round_trip_onto_an_engine_without_the_images(compression, target, bundl
     first = run("image_load", params)
     assert not first["failed"], first["msg"]
     assert first["changed"] is True
-    assert first["msg"] == "loaded 3, tagged 0, skipped 0 image(s)"
-    assert first["present"] == [] and first["tagged"] == []
-    for item, ref in zip(first["loaded"], test_images.round_trip):
+    assert first["msg"] == "loaded 3, tagged 0, left 0 image(s) unchanged"
+    assert with_action(first, "unchanged") == [] and with_action(first, "tagged") == []
+    for item, ref in zip(with_action(first, "loaded"), test_images.round_trip):
         assert item["references"] == item["tags"] == [ref]
         assert item["image_id"] == test_images.ids[short(ref)]
         assert target.image_id(ref) == test_images.ids[short(ref)], "tag %s not restored on %s" % (ref, target.name)
@@ -147,8 +148,8 @@ def test_round_trip_onto_an_engine_without_the_images(compression, target, bundl
     elapsed = time.monotonic() - started
     assert not second["failed"], second["msg"]
     assert second["changed"] is False
-    assert second["msg"] == "loaded 0, tagged 0, skipped 3 image(s)"
-    assert [item["image_id"] for item in second["present"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
+    assert second["msg"] == "loaded 0, tagged 0, left 3 image(s) unchanged"
+    assert [item["image_id"] for item in with_action(second, "unchanged")] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
     assert second["diff"]["before"] == second["diff"]["after"]
     assert elapsed < 10, "a run that loads nothing took %.1fs" % elapsed
 
@@ -171,8 +172,8 @@ def test_a_missing_tag_is_restored_without_reading_the_tarball(target, bundles, 
     result = run("image_load", {"bundle": bundle_dir, "docker_host": target.docker_host, "images": [multi]}, diff=True)
     assert not result["failed"], result["msg"]
     assert result["changed"] is True
-    assert result["tagged"] == [{"references": [multi], "tags": [multi], "image_id": test_images.ids["multi"],
-                                 "file": result["images"][0]["file"]}]
+    assert [(item["references"], item["tags"], item["image_id"], item["bytes"], item["files"]) for item in with_action(result, "tagged")] == [
+        ([multi], [multi], test_images.ids["multi"], 0, [])]
     assert result["images"][0]["tags_set"] == [multi]
     assert result["diff"] == {"before": {multi: None}, "after": {multi: test_images.ids["multi"]}}
     assert target.image_id(multi) == test_images.ids["multi"]
@@ -215,11 +216,11 @@ def test_docker_26_bundle_loads_on_both_generations(docker26_bundle, target, tes
     remove_round_trip_images(target, test_images)
     loaded = run("image_load", {"bundle": docker26_bundle, "docker_host": target.docker_host})
     assert not loaded["failed"], loaded["msg"]
-    assert [item["image_id"] for item in loaded["loaded"]] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
+    assert [item["image_id"] for item in with_action(loaded, "loaded")] == [test_images.ids[short(ref)] for ref in test_images.round_trip]
     for ref in test_images.round_trip:
         assert target.image_id(ref) == test_images.ids[short(ref)]
     again = run("image_load", {"bundle": docker26_bundle, "docker_host": target.docker_host})
-    assert again["changed"] is False and len(again["present"]) == 3
+    assert again["changed"] is False and len(with_action(again, "unchanged")) == 3
 
 
 @pytest.mark.parametrize("source", ["docker 20.10 docker-archive", "docker 26 OCI layout"])
@@ -231,8 +232,8 @@ def test_containerd_image_store_finds_what_it_loaded(source, containerd_engine, 
     params = {"bundle": bundle_dir, "docker_host": containerd_engine.docker_host}
     first = run("image_load", params)
     assert not first["failed"], first["msg"]
-    assert first["changed"] is True and len(first["loaded"]) == 3
-    for item, ref in zip(first["loaded"], test_images.round_trip):
+    assert first["changed"] is True and len(with_action(first, "loaded")) == 3
+    for item, ref in zip(with_action(first, "loaded"), test_images.round_trip):
         assert containerd_engine.image_id(ref) == item["image_id"]
         # the containerd store names images by manifest digest, not by config digest
         assert item["image_id"] != test_images.ids[short(ref)]
@@ -242,14 +243,14 @@ def test_containerd_image_store_finds_what_it_loaded(source, containerd_engine, 
     garble_tarballs(bundle_dir)
     second = run("image_load", params)
     assert not second["failed"], second["msg"]
-    assert second["changed"] is False and [item["image_id"] for item in second["present"]] == [item["image_id"] for item in first["loaded"]]
+    assert second["changed"] is False and [item["image_id"] for item in with_action(second, "unchanged")] == [item["image_id"] for item in with_action(first, "loaded")]
 
     multi = test_images.refs["multi"]
     containerd_engine.client.api.tag(multi, "itest-bundle/keepalive", test_images.marker)
     containerd_engine.client.api.remove_image(multi)
     retag = run("image_load", dict(params, images=[multi]))
     assert not retag["failed"], retag["msg"]
-    assert retag["changed"] is True and retag["tagged"][0]["image_id"] == first["loaded"][0]["image_id"]
+    assert retag["changed"] is True and with_action(retag, "tagged")[0]["image_id"] == with_action(first, "loaded")[0]["image_id"]
     containerd_engine.remove("itest-bundle/keepalive:%s" % test_images.marker)
 
 
@@ -268,10 +269,10 @@ def test_single_tarball_with_its_checksum(target, bundles, test_images, run):
     loaded = run("image_load", {"path": path, "sha256": "sha256:" + entry["sha256"], "docker_host": target.docker_host})
     assert not loaded["failed"], loaded["msg"]
     assert loaded["changed"] is True
-    assert loaded["loaded"][0]["image_id"] == entry["config_digest"] and loaded["loaded"][0]["tags"] == entry["tags"]
+    assert with_action(loaded, "loaded")[0]["image_id"] == entry["config_digest"] and with_action(loaded, "loaded")[0]["tags"] == entry["tags"]
     assert target.image_id(entry["tags"][0]) == entry["config_digest"]
 
     # without sha256, the SHA256SUMS of the bundle the file sits in is used
     again = run("image_load", {"path": path, "docker_host": target.docker_host})
     assert not again["failed"], again["msg"]
-    assert again["changed"] is False and again["present"][0]["image_id"] == entry["config_digest"]
+    assert again["changed"] is False and with_action(again, "unchanged")[0]["image_id"] == entry["config_digest"]
