@@ -31,11 +31,11 @@ def copy_v2():
     """Run copy_v2.yml as converge does; return (the result, {host: offline_images_result})."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"), AIRGAP_BUNDLE_V2=BUNDLE_V2,
                ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".build", "collections"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="")  # profile_tasks would add text after the JSON
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     done = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(SCENARIO, "copy_v2.yml")],
                           capture_output=True, text=True, env=env, check=False, timeout=900)
     try:
-        plays = json.loads(done.stdout)
+        plays = json.JSONDecoder().raw_decode(done.stdout.lstrip())[0]  # profile_tasks prints its recap after the JSON
     except ValueError:
         raise AssertionError("no JSON from ansible-playbook (rc=%s)\n%s\n%s" % (done.returncode, done.stdout[-4000:], done.stderr[-2000:])) from None
     shown = [task for task in plays["plays"][-1]["tasks"] if task["task"]["name"] == "Show what each host got (the verifier reads it)"]
