@@ -117,7 +117,7 @@ def test_unstage_keeps_the_copies_when_asked(tmp_path, bundle, base):
     assert kept.returncode == 0 and changed(tasks) == [] and os.listdir(staging + "/images") == ["one.tar"]
 
 
-@pytest.mark.parametrize("name", ["../victim", "images/three.tar", "SHA256SUMS"])
+@pytest.mark.parametrize("name", ["../victim", "SHA256SUMS"])
 def test_a_file_the_bundle_does_not_carry_is_refused_before_anything_is_made(tmp_path, bundle, base, name):
     staging = base + "/staging"
     done, tasks = run_entry(tmp_path, "stage", offline_images_bundle=bundle, offline_images_remote_dir=staging,

@@ -16,7 +16,7 @@ DOCKER_HOSTS = ["airgap-node1", "airgap-node2", "airgap-node3"]
 HELLO = "airgap-hello:1"
 APP = "registry.example.com/fleet/airgap-app:1"
 
-ADDRESSES = {"airgap-node1": "172.30.77.11", "airgap-node2": "172.30.77.12", "airgap-node3": "172.30.77.13"}
+ADDRESSES = {"airgap-node1": "10.230.77.11", "airgap-node2": "10.230.77.12", "airgap-node3": "10.230.77.13"}
 SSH_CONFIG = os.path.join(EPHEMERAL, "ssh_config")
 
 

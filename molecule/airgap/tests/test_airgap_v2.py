@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -35,8 +36,9 @@ def copy_v2():
     done = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(SCENARIO, "copy_v2.yml")],
                           capture_output=True, text=True, env=env, check=False, timeout=900)
     try:
-        plays = json.loads(done.stdout)
-    except ValueError:
+        # profile_tasks prints a time line before the JSON document and its recap after it
+        plays = json.JSONDecoder().raw_decode(done.stdout[re.search(r"^\{", done.stdout, re.MULTILINE).start():])[0]
+    except (ValueError, AttributeError):
         raise AssertionError("no JSON from ansible-playbook (rc=%s)\n%s\n%s" % (done.returncode, done.stdout[-4000:], done.stderr[-2000:])) from None
     shown = [task for task in plays["plays"][-1]["tasks"] if task["task"]["name"] == "Show what each host got (the verifier reads it)"]
     results = {host: result["offline_images_result"] for task in shown for host, result in task["hosts"].items()}

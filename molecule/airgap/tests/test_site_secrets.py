@@ -15,8 +15,8 @@ import pytest
 from test_airgap import SSH_CONFIG
 from test_airgap_runs import EPHEMERAL
 
-ALL_HOSTS = {"airgap-registry": "172.30.77.10", "airgap-node1": "172.30.77.11", "airgap-node2": "172.30.77.12",
-             "airgap-node3": "172.30.77.13"}
+ALL_HOSTS = {"airgap-registry": "10.230.77.10", "airgap-node1": "10.230.77.11", "airgap-node2": "10.230.77.12",
+             "airgap-node3": "10.230.77.13"}
 PROXY_PASSWORD = "fi-stage-Prx%40s3cr3t"
 # Each secret as given, and as a program could print it (the proxy password also decoded).
 SECRETS = {

@@ -165,7 +165,8 @@ def dying_compose(images):
 bundle_load_v2.compose = dying_compose
 client = docker.DockerClient(base_url={docker_host!r}, version="auto")
 loader = Loader(client, {docker_host!r})
-loader.load_v2({bundle!r}, bundle_load.bundle.load_manifest({bundle!r}), [bundle_load.bundle.find_entry(bundle_load.bundle.load_manifest({bundle!r}), {reference!r})])
+manifest = bundle_load.bundle.load_manifest({bundle!r})
+loader.load_v2({bundle!r}, manifest, [bundle_load.bundle.find_entry(manifest, {reference!r})])
 """
 
 

@@ -243,7 +243,8 @@ def test_containerd_image_store_finds_what_it_loaded(source, containerd_engine, 
     garble_tarballs(bundle_dir)
     second = run("image_load", params)
     assert not second["failed"], second["msg"]
-    assert second["changed"] is False and [item["image_id"] for item in with_action(second, "unchanged")] == [item["image_id"] for item in with_action(first, "loaded")]
+    assert second["changed"] is False
+    assert [item["image_id"] for item in with_action(second, "unchanged")] == [item["image_id"] for item in with_action(first, "loaded")]
 
     multi = test_images.refs["multi"]
     containerd_engine.client.api.tag(multi, "itest-bundle/keepalive", test_images.marker)
