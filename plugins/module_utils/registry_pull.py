@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible_collections.fleet.images.plugins.module_utils import image_archive, registry
+from ansible_collections.fleet.images.plugins.module_utils import image_archive, platform, registry
 from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
@@ -91,8 +91,15 @@ def run_module(module):
         client = build_client(params)
     except DockerConnectionError as exc:
         module.fail_json(msg=str(exc))
-    result = {"pulled": [], "tagged": [], "present": []}
+    result = {"pulled": [], "tagged": [], "present": [], "skipped": []}
+    info = client.info() if params["platform_mismatch"] != "load" else {}
     for image in params["images"]:
+        refused = platform.verdict(image, info, params["platform_mismatch"], docker_host_from(params))
+        if refused and refused[0] == "failed":
+            module.fail_json(msg=refused[1], **result)
+        if refused:
+            result["skipped"].append({"reference": image["references"][0], "image_id": None, "reason": refused[1]})
+            continue
         try:
             outcome, record = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode,
                                        docker_host_from(params))

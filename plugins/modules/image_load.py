@@ -114,6 +114,20 @@ options:
         (V(512M), V(10G)).
     type: str
     default: "0"
+  platform_mismatch:
+    description:
+      - What to do with a bundle image whose recorded platform (os/architecture/variant, from its config) is not the
+        one the engine runs (C(docker info) C(OSType)/C(Architecture), with V(x86_64) read as V(amd64), V(aarch64) as
+        V(arm64) and so on). The engine would load it without a word, and its containers would then fail with
+        C(exec format error).
+      - V(fail) refuses the image, naming the engine's host, the image and both platforms; nothing of it is loaded or
+        tagged (the other images are still handled).
+      - V(skip) leaves it out: it comes back in RV(images) with C(action) V(unchanged) and a C(reason).
+      - V(load) does not compare: for a host that only relays images to others, such as the registry host.
+      - Images whose platform the bundle does not record, and lone tarballs (O(path)), are not compared.
+    type: str
+    choices: [fail, skip, load]
+    default: fail
 notes:
   - Free space can only be measured when the engine runs on the host the module runs on (a unix socket whose
     engine process is visible from here, which includes an engine in a container reached through a mounted
@@ -233,7 +247,9 @@ images:
   elements: dict
   contains:
     action:
-      description: V(loaded), V(tagged), V(skipped) (present) or V(failed); in check mode, what would be done.
+      description:
+        - V(loaded), V(tagged), V(skipped) (present) or V(failed); in check mode, what would be done.
+        - V(unchanged) for an image of another platform than the engine's left out by O(platform_mismatch=skip).
       type: str
       sample: loaded
     image_id:
@@ -271,6 +287,10 @@ images:
       description: Why this image failed; only for V(failed).
       type: str
       sample: "/srv/bundle/images/nginx_1.25-5b0c8a1d2e3f.tar.zst failed its checksum: expected sha256 8e1f..., actual 0c2b...."
+    reason:
+      description: Why the image was left out; only for V(unchanged) (O(platform_mismatch=skip)).
+      type: str
+      sample: "skipped: app:1 is built for linux/arm64 and the Docker Engine of host node1 (unix:///var/run/docker.sock) runs linux/amd64 (platform_mismatch: skip)"
 msg:
   description: A one-line summary, or on failure every failed file with the reason.
   returned: always
@@ -295,6 +315,7 @@ def main():
             verify=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
             keep_free=dict(type="str", default="0"),
+            platform_mismatch=dict(type="str", choices=["fail", "skip", "load"], default="fail"),
         ),
         mutually_exclusive=[("bundle", "path", "entries"), ("bundle", "sha256"), ("path", "images"), ("entries", "images"), ("entries", "sha256")],
         required_one_of=[("bundle", "path", "entries")],

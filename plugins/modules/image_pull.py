@@ -51,6 +51,17 @@ options:
     description:
       - Password of O(username).
     type: str
+  platform_mismatch:
+    description:
+      - What to do with an image whose recorded platform (C(os)/C(architecture)/C(variant) of the entry) is not the one
+        the engine runs (C(docker info), V(x86_64) read as V(amd64), V(aarch64) as V(arm64), ...); the engine would pull
+        it, and its containers would fail with C(exec format error).
+      - V(fail) stops before pulling it, naming the engine's host, the image and both platforms; V(skip) leaves it out
+        (listed in RV(skipped)); V(load) does not compare.
+      - Asked before anything else, so an image of another platform is refused even when the host already has it.
+    type: str
+    choices: [fail, skip, load]
+    default: fail
 attributes:
   check_mode:
     support: full
@@ -115,6 +126,22 @@ tagged:
       description: The tags set.
       type: list
       elements: str
+skipped:
+  description: Images of another platform than the engine's, left out by O(platform_mismatch=skip).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    reference:
+      description: The bundle's reference.
+      type: str
+    image_id:
+      description: Always null (nothing was pulled).
+      type: str
+    reason:
+      description: Both platforms, and why the image was left out.
+      type: str
+  sample: [{"reference": "app:1", "image_id": null, "reason": "skipped: app:1 is built for linux/arm64 and ... runs linux/amd64"}]
 present:
   description:
     - Images already on the host with the bundle's identity under every recorded tag.
@@ -145,6 +172,7 @@ def main():
             mirror_namespace=dict(type="bool", default=False),
             username=dict(type="str"),
             password=dict(type="str", no_log=True),
+            platform_mismatch=dict(type="str", choices=["fail", "skip", "load"], default="fail"),
         ),
         required_together=[("username", "password")],
         supports_check_mode=True,
