@@ -110,8 +110,8 @@ def inventory(lab, path):
     return str(path)
 
 
-def run_playbook(playbook, inventory_path, extra, limit=None, check=False):
-    """ansible-playbook with the JSON callback: (report dict, stdout)."""
+def run_playbook(playbook, inventory_path, extra, limit=None, check=False, fails=False):
+    """ansible-playbook with the JSON callback: its report; with fails=True, the message of the failed task."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     argv = ["ansible-playbook", "-i", inventory_path, os.path.join(REPO_ROOT, "playbooks", playbook), "-e", json.dumps(extra)]
@@ -124,6 +124,10 @@ def run_playbook(playbook, inventory_path, extra, limit=None, check=False):
         report = json.loads(done.stdout)
     except ValueError:
         raise AssertionError("ansible-playbook printed no report (rc=%s)\n%s\n%s" % (done.returncode, done.stdout[-5000:], done.stderr[-5000:]))
+    if fails:
+        assert done.returncode != 0
+        return [result.get("msg") for play in report["plays"] for task in play["tasks"] for result in task["hosts"].values()
+                if result.get("failed")]
     assert done.returncode == 0 and not any(s["failures"] or s["unreachable"] for s in report["stats"].values()), (
         json.dumps([task for play in report["plays"] for task in play["tasks"]
                     if any(h.get("failed") for h in task["hosts"].values())], indent=1)[-6000:] + done.stderr[-3000:])
@@ -174,6 +178,28 @@ def registry_blobs(registry_host):
     return sorted(done.stdout.splitlines())
 
 
+def engine_time(host):
+    return docker.DockerClient(base_url=host.docker_host, version="auto", timeout=60).info()["SystemTime"]
+
+
+def image_events(host, since):
+    """The image actions (load, pull, tag, ...) the host's engine logged since `since` (its own clock)."""
+    client = docker.DockerClient(base_url=host.docker_host, version="auto", timeout=60)
+    until = client.info()["SystemTime"]
+    return sorted({event["Action"] for event in client.events(since=parse_time(since), until=parse_time(until), decode=True,
+                                                              filters={"type": "image"})})
+
+
+def parse_time(text):
+    """Seconds since the epoch (float) from an engine's SystemTime (RFC 3339 with nanoseconds)."""
+    from datetime import datetime
+    day, _, rest = text.partition("T")
+    clock = rest.rstrip("Z").split("+")[0].split("-")[0]
+    whole, _, fraction = clock.partition(".")
+    stamp = datetime.strptime("%sT%s+0000" % (day, whole), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    return stamp + float("0." + (fraction or "0")[:6])
+
+
 def site(bundle_dir, inventory_path):
     return run_playbook("site.yml", inventory_path, {"bundle": bundle_dir}, limit="registry:docker_hosts")
 
@@ -194,20 +220,66 @@ def test_rollback_moves_every_tag_back_without_moving_image_bytes(lab, bundles, 
 
     blobs = registry_blobs(registry_host)
     assert blobs
-    back = site(bundles["A"], inv)
+    started = engine_time(registry_host)
+    site(bundles["A"], inv)
     for host in nodes + [registry_host]:
         assert (image_id(host, APP + ":1"), image_id(host, APP + ":latest"), image_id(host, APP + ":2")) == (x, x, y), host.name
     assert registry_tag_digest(registry_host, "latest") == x
     assert registry_tag_digest(registry_host, "1") == x
-    # No image bytes moved for images still present: no blob reached the registry, no tarball was copied,
-    # nothing was pulled or loaded.
+    # No image bytes moved for images still present: no blob reached the registry, and no engine loaded or
+    # pulled anything (its own event log: only tags moved).
     assert registry_blobs(registry_host) == blobs
-    copied = results(back, "Record what this host got")
-    assert copied[names[2]]["ansible_facts"]["offline_images_result"]["bytes_sent"] == 0
-    pulled = results(back, "Pull the images from the site registry")
-    assert [item["reference"] for item in pulled[names[1]]["pulled"]] == []
-    loaded = results(back, "Load the copied images (image_load checks each sha256 first) and restore missing tags")
-    assert all(not result.get("loaded") for result in loaded.values()), loaded
+    for host in nodes + [registry_host]:
+        actions = image_events(host, started)
+        assert "load" not in actions and "pull" not in actions and "tag" in actions, (host.name, actions)
 
     again = site(bundles["A"], inv)
     assert changed(again) == {name: 0 for name in changed(again)}, changed(again)
+
+
+def host_run(host, *argv):
+    return subprocess.run(["docker", "exec", host.name] + list(argv), capture_output=True, text=True, check=True).stdout
+
+
+def test_backup_then_restore_onto_a_fresh_host_gives_the_same_image_ids(lab, tmp_path):
+    inv = inventory(lab, tmp_path / "hosts.ini")
+    names = sorted(lab)
+    sources, fresh = [lab[names[1]], lab[names[2]]], lab[names[3]]
+    marker = uuid.uuid4().hex[:8]
+    wanted = ["fi-f-bk/data:1", "fi-f-bk/data:latest", "fi-f-bk/other:1"]
+    for host in sources:
+        client = docker.DockerClient(base_url=host.docker_host, version="auto", timeout=60)
+        client.images.load(app_archive(wanted[:2], "data %s %s\n" % (host.name, marker))[0])
+        client.images.load(app_archive(wanted[2:] + ["fi-f-bk/left-out:1"], "other %s\n" % marker)[0])
+    dest = tmp_path / "backups"
+    extra = {"backup_hosts": "%s:%s" % (names[1], names[2]), "backup_dest": str(dest),
+             "backup_images": ["fi-f-bk/data", "fi-f-bk/other:1"], "backup_exclude": ["fi-f-bk/left-out"]}
+
+    refused = run_playbook("backup.yml", inv, dict(extra, backup_keep_free=10 ** 15), fails=True)
+    assert any("bytes free" in (msg or "") and "/var/lib/fleet-images/backup" in msg for msg in refused), refused
+    assert not dest.exists() or not any(dest.iterdir())
+
+    first = run_playbook("backup.yml", inv, extra)
+    for host in sources:
+        [dated] = list((dest / host.name).iterdir())
+        manifest = json.loads((dated / "bundle.json").read_text())
+        assert sorted(ref for entry in manifest["images"] for ref in entry["references"]) == sorted(wanted)
+        assert {entry["image_id"] for entry in manifest["images"]} == {image_id(host, ref) for ref in wanted}
+    assert results(first, "Fetch the files that differ")
+
+    again = run_playbook("backup.yml", inv, extra)
+    assert changed(again) == {name: 0 for name in changed(again)}, changed(again)
+
+    # Restore the bookworm host's backup (Docker 20.10) onto the fresh trixie host (Docker 26).
+    source = lab[names[2]]
+    [dated] = list((dest / source.name).iterdir())
+    run_playbook("restore.yml", inv, {"restore_hosts": fresh.name, "bundle": str(dated)})
+    assert {ref: image_id(fresh, ref) for ref in wanted} == {ref: image_id(source, ref) for ref in wanted}
+    rerun = run_playbook("restore.yml", inv, {"restore_hosts": fresh.name, "bundle": str(dated)})
+    assert changed(rerun)[fresh.name] == 0
+
+    # A file of the host's bundle changed on the way (same size): the controller's check fails naming it.
+    tarball = host_run(source, "sh", "-c", "ls /var/lib/fleet-images/backup/bundle/images/*data*").split()[0]
+    host_run(source, "sh", "-c", "printf X | dd of=%s bs=1 seek=100 conv=notrunc status=none" % tarball)
+    failed = run_playbook("backup.yml", inv, extra, limit=source.name, fails=True)
+    assert any(os.path.basename(tarball) in (msg or "") for msg in failed), failed
