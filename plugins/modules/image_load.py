@@ -122,8 +122,8 @@ options:
         C(exec format error).
       - V(fail) refuses the image, naming the engine's host, the image and both platforms; nothing of it is loaded or
         tagged (the other images are still handled).
-      - V(skip) leaves it out: it comes back in RV(images) with C(action) V(unchanged) and a C(reason).
-      - V(load) does not compare: for a host that only relays images to others, such as the registry host.
+      - V(skip) leaves it out; it comes back in RV(images) with C(action) V(unchanged) and a C(reason).
+      - V(load) does not compare, for a host that only relays images to others, such as the registry host.
       - Images whose platform the bundle does not record, and lone tarballs (O(path)), are not compared.
     type: str
     choices: [fail, skip, load]
@@ -290,7 +290,9 @@ images:
     reason:
       description: Why the image was left out; only for V(unchanged) (O(platform_mismatch=skip)).
       type: str
-      sample: "skipped: app:1 is built for linux/arm64 and the Docker Engine of host node1 (unix:///var/run/docker.sock) runs linux/amd64 (platform_mismatch: skip)"
+      sample: >-
+        skipped: app:1 is built for linux/arm64 and the Docker Engine of host node1 (unix:///var/run/docker.sock) runs
+        linux/amd64 (platform_mismatch: skip)
 msg:
   description: A one-line summary, or on failure every failed file with the reason.
   returned: always

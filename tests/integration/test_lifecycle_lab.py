@@ -193,9 +193,9 @@ def image_events(host, since):
 def parse_time(text):
     """Seconds since the epoch (float) from an engine's SystemTime (RFC 3339 with nanoseconds)."""
     from datetime import datetime
-    day, _, rest = text.partition("T")
+    day, rest = text.split("T", 1)
     clock = rest.rstrip("Z").split("+")[0].split("-")[0]
-    whole, _, fraction = clock.partition(".")
+    whole, fraction = (clock.split(".", 1) + ["0"])[:2]
     stamp = datetime.strptime("%sT%s+0000" % (day, whole), "%Y-%m-%dT%H:%M:%S%z").timestamp()
     return stamp + float("0." + (fraction or "0")[:6])
 
