@@ -4,7 +4,7 @@ host backup (playbooks/backup.yml) restored onto a fresh host.
 Lab hosts (their own systemd and Docker Engine), reached with the docker connection:
 fi-f-lc-1 (bookworm, Docker 20.10) runs the site registry; fi-f-lc-2 (trixie, Docker 26) pulls from it
 (registry strategy); fi-f-lc-3 (bookworm) gets tarballs (copy strategy); fi-f-lc-4 (trixie) is the fresh
-host a backup is restored onto. The app images are docker-archives made here (one small layer each),
+host a backup is restored onto. The app images are tiny docker-archives (tests/integration/tiny_images.py),
 so bundles are small and made in a second.
 
 Rollback: bundle A (app:1, app:latest) -> bundle B (app:2, app:latest) -> A again. Every tag is back on
@@ -15,51 +15,20 @@ blob), and a rerun reports changed=0.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import subprocess
-import tarfile
 import uuid
 
 import docker
 import pytest
 
 from module_runner import COLLECTIONS_ROOT, REPO_ROOT
+from tiny_images import tiny_image
 
 PREFIX = "fi-f-lc"
 APP = "fi-f-rb/app"
 LOCAL_DOCKER_HOST = "unix:///var/run/docker.sock"
-
-
-def _add(archive, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    archive.addfile(info, io.BytesIO(data))
-
-
-def app_archive(tags, content):
-    """A docker-archive of one small linux/amd64 image tagged `tags`, as bytes; and its image ID."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as archive:
-        _add(archive, "app/version", content.encode())
-    layer_bytes = layer.getvalue()
-    diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2026-12-01T00:00:00Z",
-        "config": {"Cmd": ["/app/version"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id]},
-        "history": [{"created": "2026-12-01T00:00:00Z", "created_by": "fleet.images lifecycle test"}],
-    }).encode()
-    config_hex = hashlib.sha256(config).hexdigest()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as archive:
-        _add(archive, config_hex + ".json", config)
-        _add(archive, diff_id + "/layer.tar", layer_bytes)
-        _add(archive, "manifest.json", json.dumps([{"Config": config_hex + ".json", "RepoTags": tags,
-                                                    "Layers": [diff_id + "/layer.tar"]}]).encode())
-    return out.getvalue(), "sha256:" + config_hex
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +55,7 @@ def bundles(module_runner, tmp_path_factory):
     made = {}
     try:
         for name, version in (("A", "1"), ("B", "2")):
-            data, ids[name] = app_archive(["%s:%s" % (APP, version), "%s:latest" % APP], "%s %s\n" % (version, marker))
+            data, ids[name] = tiny_image(["%s:%s" % (APP, version), "%s:latest" % APP], "%s %s\n" % (version, marker))
             client.images.load(data)
             made[name] = str(tmp_path_factory.mktemp("bundle-%s" % name))
             saved = module_runner("image_save", {"images": ["%s:%s" % (APP, version), "%s:latest" % APP, "registry:2"],
@@ -249,8 +218,8 @@ def test_backup_then_restore_onto_a_fresh_host_gives_the_same_image_ids(lab, tmp
     wanted = ["fi-f-bk/data:1", "fi-f-bk/data:latest", "fi-f-bk/other:1"]
     for host in sources:
         client = docker.DockerClient(base_url=host.docker_host, version="auto", timeout=60)
-        client.images.load(app_archive(wanted[:2], "data %s %s\n" % (host.name, marker))[0])
-        client.images.load(app_archive(wanted[2:] + ["fi-f-bk/left-out:1"], "other %s\n" % marker)[0])
+        client.images.load(tiny_image(wanted[:2], "data %s %s\n" % (host.name, marker))[0])
+        client.images.load(tiny_image(wanted[2:] + ["fi-f-bk/left-out:1"], "other %s\n" % marker)[0])
     dest = tmp_path / "backups"
     extra = {"backup_hosts": "%s:%s" % (names[1], names[2]), "backup_dest": str(dest),
              "backup_images": ["fi-f-bk/data", "fi-f-bk/other:1"], "backup_exclude": ["fi-f-bk/left-out"]}

@@ -1,52 +1,21 @@
 """Platforms: a bundle image built for another architecture than the engine's is refused (or skipped when
-asked) by image_load and image_pull, and never loaded. The arm64 image is a docker-archive made here
-(one small layer, a config naming arm64): Docker 20.10 ignores `docker import --platform`, and every
-engine generation loads such an archive as it is. Loaded into each engine generation (`target`).
+asked) by image_load and image_pull, and never loaded. The arm64 image is a tiny docker-archive whose
+config names arm64 (tests/integration/tiny_images.py: Docker 20.10 ignores `docker import --platform`).
+Loaded into each engine generation (`target`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import pathlib
-import tarfile
 import uuid
 
 import pytest
 
 from ports import free_port
+from tiny_images import tiny_image
 
 PREFIX = "fi-f-platform"
-
-
-def _add(archive, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    archive.addfile(info, io.BytesIO(data))
-
-
-def image_archive(reference, architecture, marker):
-    """A docker-archive holding one image of `architecture` with one small layer, as bytes."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as archive:
-        _add(archive, "hello", ("%s %s\n" % (marker, architecture)).encode())
-    layer_bytes = layer.getvalue()
-    diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        "architecture": architecture, "os": "linux", "created": "2026-12-01T00:00:00Z",
-        "config": {"Cmd": ["/hello"], "Labels": {"fleet.images.test": marker}},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id]},
-        "history": [{"created": "2026-12-01T00:00:00Z", "created_by": "fleet.images platform test"}],
-    }).encode()
-    config_hex = hashlib.sha256(config).hexdigest()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as archive:
-        _add(archive, config_hex + ".json", config)
-        _add(archive, diff_id + "/layer.tar", layer_bytes)
-        _add(archive, "manifest.json", json.dumps([{"Config": config_hex + ".json", "RepoTags": [reference],
-                                                    "Layers": [diff_id + "/layer.tar"]}]).encode())
-    return out.getvalue(), "sha256:" + config_hex
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +25,7 @@ def platform_bundle(local_engine, module_runner, tmp_path_factory):
     refs, ids = {}, {}
     for architecture in ("arm64", "amd64"):
         refs[architecture] = "%s/%s:%s" % (PREFIX, architecture, marker)
-        data, ids[architecture] = image_archive(refs[architecture], architecture, marker)
+        data, ids[architecture] = tiny_image([refs[architecture]], "%s %s\n" % (marker, architecture), architecture)
         local_engine.client.images.load(data)
     dest = str(tmp_path_factory.mktemp("platform-bundle"))
     try:
