@@ -19,7 +19,7 @@ import traceback
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle
+from ansible_collections.fleet.images.plugins.module_utils import bundle, platform
 from ansible_collections.fleet.images.plugins.module_utils.bundle import BundleError
 from ansible_collections.fleet.images.plugins.module_utils.bundle_load_v2 import BlobFiles, EngineLayers, check_present, needed_blobs, stream_image
 from ansible_collections.fleet.images.plugins.module_utils.compression import CompressionError, detect_handle, open_decompressed, require_zstd
@@ -89,8 +89,9 @@ def find_loaded(client, entry, messages=()):
 class Loader:
     """Loads bundle entries (or a lone tarball) into one engine, recording what happened to each."""
 
-    def __init__(self, client, docker_host, verify=True, force=False, keep_free=0, check_mode=False):
+    def __init__(self, client, docker_host, verify=True, force=False, keep_free=0, check_mode=False, platform_mismatch="fail"):
         self.client = client
+        self.platform_mismatch = platform_mismatch
         self.verify = verify
         self.force = force
         self.keep_free = keep_free
@@ -103,6 +104,7 @@ class Loader:
         self._info = None
         self._docker_host = docker_host
         self._data_root = None
+        self._root_asked = False
         # what each name pointed to before this run (for diff mode)
         self.seen = {}
 
@@ -127,10 +129,15 @@ class Loader:
             return "load", None, list(entry.get("tags") or [])
         return plan_load(entry, self.lookup, self.search)
 
-    def data_root(self):
+    def engine_info(self):
         if self._info is None:
             self._info = self.client.info()
-            self._data_root, why_not = engine_data_root(self._docker_host, self._info)
+        return self._info
+
+    def data_root(self):
+        if self._root_asked is False:
+            self._root_asked = True
+            self._data_root, why_not = engine_data_root(self._docker_host, self.engine_info())
             if why_not:
                 self.warnings.append("free space was not checked before loading: %s" % why_not)
         return self._data_root, self._info.get("DockerRootDir")
@@ -166,8 +173,22 @@ class Loader:
         blobs = needed_blobs(self.layers, entry)
         return sum(size for _digest, size in blobs), [bundle.blob_name(digest) for digest, _size in blobs]
 
+    def refused(self, entry):
+        """Record `entry` failed or left out when its platform is not the engine's (module_utils/platform.py); else None."""
+        outcome = platform.verdict(entry, self.engine_info(), self.platform_mismatch, self._docker_host)
+        if outcome is None:
+            return None
+        if outcome[0] == "failed":
+            return self.record(entry, "failed", None, [], False, outcome[1])
+        result = self.record(entry, outcome[0], None, [], False)
+        result["reason"] = outcome[1]
+        return result
+
     def plan_only(self, entry):
         """Record what loading `entry` would do, asking the engine only: no file is read (image_id null for a load)."""
+        refused = self.refused(entry)
+        if refused:
+            return refused
         action, image_id, tags = self.plan(entry)
         return self.record(entry, PLANNED[action], image_id, tags, False, moved=self.needs(entry) if action == "load" else (0, ()))
 
@@ -218,6 +239,9 @@ class Loader:
     def load_entry(self, bundle_dir, entry):
         """Skip, tag or (after checking the file) load one bundle entry; a failure is recorded, not raised."""
         try:
+            refused = self.refused(entry)
+            if refused:
+                return refused
             plan = self.plan(entry)
             return self._apply_known(entry, plan, False) or self._load_file(bundle_dir, entry, plan[2])
         except TransferError as exc:
@@ -427,7 +451,7 @@ def run_module(module):
         module.fail_json(msg="keep_free %r is not a size: give bytes or a number with a unit such as 512M or 10G (%s)" % (params["keep_free"], exc))
     bundle_dir, manifest, entries = selected_entries(module, params)
     loader = Loader(connect(module), docker_host_from(params), verify=params["verify"], force=params["force"], keep_free=keep_free,
-                    check_mode=module.check_mode)
+                    check_mode=module.check_mode, platform_mismatch=params["platform_mismatch"])
     load(module, loader, params, bundle_dir, manifest, entries)
     for warning in loader.warnings:
         module.warn(warning)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible_collections.fleet.images.plugins.module_utils import image_archive, registry
+from ansible_collections.fleet.images.plugins.module_utils import image_archive, platform, registry
 from ansible_collections.fleet.images.plugins.module_utils import reference as image_ref
 from ansible_collections.fleet.images.plugins.module_utils.docker_client import (
     DockerConnectionError,
@@ -100,7 +100,14 @@ def run_module(module):
     except DockerConnectionError as exc:
         module.fail_json(msg=str(exc))
     result = {"images": []}
+    info = client.info() if params["platform_mismatch"] != "load" else {}
     for image in params["images"]:
+        refused = platform.verdict(image, info, params["platform_mismatch"], docker_host_from(params))
+        if refused and refused[0] == "failed":
+            module.fail_json(msg=refused[1], **result)
+        if refused:
+            result["images"].append(image_result(image["references"][0], image["references"], None, "unchanged", 0, reason=refused[1]))
+            continue
         try:
             item = pull_one(client, image, params["registry"], params["mirror_namespace"], auth, module.check_mode, docker_host_from(params))
         except (registry.RegistryConfigError, TransferError) as exc:

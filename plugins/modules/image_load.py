@@ -125,6 +125,20 @@ options:
         (V(512M), V(10G)).
     type: str
     default: "0"
+  platform_mismatch:
+    description:
+      - What to do with a bundle image whose recorded platform (os/architecture/variant, from its config) is not the
+        one the engine runs (C(docker info) C(OSType)/C(Architecture), with V(x86_64) read as V(amd64), V(aarch64) as
+        V(arm64) and so on). The engine would load it without a word, and its containers would then fail with
+        C(exec format error).
+      - V(fail) refuses the image, naming the engine's host, the image and both platforms; nothing of it is loaded or
+        tagged (the other images are still handled).
+      - V(skip) leaves it out; it comes back in RV(images) with C(action) V(unchanged) and a C(reason).
+      - V(load) does not compare, for a host that only relays images to others, such as the registry host.
+      - Images whose platform the bundle does not record, and lone tarballs (O(path)), are not compared.
+    type: str
+    choices: [fail, skip, load]
+    default: fail
 notes:
   - Free space can only be measured when the engine runs on the host the module runs on (a unix socket whose
     engine process is visible from here, which includes an engine in a container reached through a mounted
@@ -199,8 +213,9 @@ images:
       sample: sha256:3f8a4339aadda5897b744682f5f774dc69991a81af8d715d37a616bb4c99edf5
     action:
       description:
-        - V(loaded), V(tagged) (present, only tags set) or V(unchanged) (present with its tags, nothing read); in
-          check mode, what a real run would do.
+        - V(loaded), V(tagged) (present, only tags set) or V(unchanged) (present with its tags, nothing read; or an
+          image of another platform than the engine's left out by O(platform_mismatch=skip)); in check mode, what a
+          real run would do.
       type: str
       sample: loaded
     bytes:
@@ -236,6 +251,12 @@ images:
       description: Whether the files of the image were checked against their sha256 by this run.
       type: bool
       sample: true
+    reason:
+      description: Why the image was left out; only for an image of another platform (O(platform_mismatch=skip)).
+      type: str
+      sample: >-
+        skipped: app:1 is built for linux/arm64 and the Docker Engine of host node1 (unix:///var/run/docker.sock) runs
+        linux/amd64 (platform_mismatch: skip)
   sample:
     - reference: nginx:1.25
       references: [nginx:1.25]
@@ -307,6 +328,7 @@ def main():
             verify=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
             keep_free=dict(type="str", default="0"),
+            platform_mismatch=dict(type="str", choices=["fail", "skip", "load"], default="fail"),
         ),
         mutually_exclusive=[("bundle", "path", "entries"), ("bundle", "sha256"), ("path", "images"), ("entries", "images"), ("entries", "sha256")],
         required_one_of=[("bundle", "path", "entries")],

@@ -51,6 +51,17 @@ options:
     description:
       - Password of O(username).
     type: str
+  platform_mismatch:
+    description:
+      - What to do with an image whose recorded platform (C(os)/C(architecture)/C(variant) of the entry) is not the one
+        the engine runs (C(docker info), V(x86_64) read as V(amd64), V(aarch64) as V(arm64), ...); the engine would pull
+        it, and its containers would fail with C(exec format error).
+      - V(fail) stops before pulling it, naming the engine's host, the image and both platforms; V(skip) leaves it out
+        (an item of RV(images) with action V(unchanged) and a RV(images[].reason)); V(load) does not compare.
+      - Asked before anything else, so an image of another platform is refused even when the host already has it.
+    type: str
+    choices: [fail, skip, load]
+    default: fail
 attributes:
   check_mode:
     support: full
@@ -107,7 +118,8 @@ images:
       description:
         - C(pulled) (pulled from the site registry, then tagged as the bundle names it), C(tagged) (already on the
           host under another name, only the missing tags set) or C(unchanged) (every tag already names the bundle's
-          image; not called C(skipped), which Ansible reads as "the task was skipped").
+          image, or an image of another platform left out by O(platform_mismatch=skip); not called C(skipped), which
+          Ansible reads as "the task was skipped").
       type: str
       sample: pulled
     bytes:
@@ -125,6 +137,12 @@ images:
       type: list
       elements: str
       sample: [nginx:1.25]
+    reason:
+      description: Why the image was left out; only for an image of another platform (O(platform_mismatch=skip)).
+      type: str
+      sample: >-
+        skipped: app:1 is built for linux/arm64 and the Docker Engine of host node1 (unix:///var/run/docker.sock) runs
+        linux/amd64 (platform_mismatch: skip)
   sample:
     - reference: nginx:1.25
       references: [nginx:1.25]
@@ -149,6 +167,7 @@ def main():
             mirror_namespace=dict(type="bool", default=False),
             username=dict(type="str"),
             password=dict(type="str", no_log=True),
+            platform_mismatch=dict(type="str", choices=["fail", "skip", "load"], default="fail"),
         ),
         required_together=[("username", "password")],
         supports_check_mode=True,
