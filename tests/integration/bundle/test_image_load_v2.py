@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ansible_collections.fleet.images.plugins.module_utils import bundle_load, bundle_load_v2
+from ansible_collections.fleet.images.plugins.module_utils import bundle_load
 from ansible_collections.fleet.images.plugins.module_utils.bundle_load import Loader
 
 
