@@ -14,6 +14,7 @@ and 26 with the classic image store, docs/bundle-format.md).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import tarfile
@@ -72,16 +73,6 @@ def _member(name, reader, size):
         yield b"\0" * (BLOCK - size % BLOCK)
 
 
-class _Bytes:
-    def __init__(self, data):
-        self.data, self.offset = data, 0
-
-    def read(self, size=-1):
-        end = len(self.data) if size < 0 else self.offset + size
-        piece, self.offset = self.data[self.offset:end], min(end, len(self.data))
-        return piece
-
-
 def layer_member(diff_id):
     return "%s/layer.tar" % diff_id.split(":", 1)[-1]
 
@@ -96,7 +87,7 @@ def compose(images):
     manifest = []
     for image in images:
         config_name = "%s.json" % image["config_digest"].split(":", 1)[-1]
-        yield from _member(config_name, _Bytes(image["config"]), len(image["config"]))
+        yield from _member(config_name, io.BytesIO(image["config"]), len(image["config"]))
         names = []
         for diff_id, reader, size in image["layers"]:
             names.append(layer_member(diff_id))
@@ -104,5 +95,5 @@ def compose(images):
                 yield from _member(names[-1], reader, size)
         manifest.append({"Config": config_name, "RepoTags": [], "Layers": names})
     document = json.dumps(manifest).encode()
-    yield from _member("manifest.json", _Bytes(document), len(document))
+    yield from _member("manifest.json", io.BytesIO(document), len(document))
     yield b"\0" * (2 * BLOCK)
