@@ -243,6 +243,15 @@ requires:
       description: The blobs (C(digest), C(size)) the images reference that this bundle does not carry.
       type: list
       elements: dict
+      contains:
+        digest:
+          description: The blob's digest.
+          type: str
+          sample: sha256:5d4509eb2fd2b983c0041b6443fdc02477dcb11e3ddfce4bad256001c7a9e0f5
+        size:
+          description: The blob's size in bytes.
+          type: int
+          sample: 300290
       sample: [{digest: "sha256:5d4509eb2fd2b983c0041b6443fdc02477dcb11e3ddfce4bad256001c7a9e0f5", size: 300290}]
   sample: null
 unlisted_blobs:

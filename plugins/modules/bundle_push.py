@@ -163,6 +163,14 @@ images:
       type: list
       elements: str
       sample: [127.0.0.1:5001/library/nginx:1.25]
+  sample:
+    - reference: nginx:1.25
+      references: [nginx:1.25]
+      image_id: sha256:a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6
+      action: pushed
+      bytes: 5239871
+      digest: sha256:e9ad1b8b1e5a1dc5bb5f5c42e1a8e0b6b0c56f7bfbf3bb1de5e08f6e7d0f1d2c
+      targets: [127.0.0.1:5001/library/nginx:1.25]
 """
 
 from ansible.module_utils.basic import AnsibleModule

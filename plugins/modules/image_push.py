@@ -155,6 +155,15 @@ diff:
   description: With C(--diff), the target names the registry holds before and after.
   returned: success and diff mode
   type: dict
+  contains:
+    before:
+      description: The target names present before the push.
+      type: dict
+      sample: {"present": []}
+    after:
+      description: The target names present after the push.
+      type: dict
+      sample: {"present": ["registry.site.example:5000/library/nginx:1.25"]}
   sample: {"before": {"present": []}, "after": {"present": ["registry.site.example:5000/library/nginx:1.25"]}}
 """
 

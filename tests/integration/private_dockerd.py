@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,9 @@ import docker
 
 class PrivateEngine:
     def __init__(self, data_root=None):
-        self.directory = tempfile.mkdtemp(prefix="fi-bytes-dockerd-")
+        # Hex only: dockerd derives a containerd namespace from this name, which refuses "_" at an end or twice.
+        self.directory = os.path.join(tempfile.gettempdir(), "fi-bytes-dockerd-" + secrets.token_hex(4))
+        os.mkdir(self.directory, 0o700)
         self.data_root = data_root or os.path.join(self.directory, "data")
         self.docker_host = "unix://%s/sock" % self.directory
         name = os.path.basename(self.directory)

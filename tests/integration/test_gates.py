@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.fleet.images.plugins.module_utils import image_result
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COLLECTIONS = REPO_ROOT / ".build" / "collections"
@@ -115,7 +117,7 @@ def test_introspection_lists_exactly_what_the_controller_side_needs():
 # Contract C2: the modules that handle images return `images`, one item per image, with these keys.
 IMAGE_MODULES = ("image_save", "image_load", "image_pull", "image_push", "bundle_info")
 IMAGE_ITEM = {"reference": "str", "references": "list", "image_id": "str", "action": "str", "bytes": "int"}
-ACTIONS = {"saved", "loaded", "pulled", "pushed", "tagged", "unchanged", "verified", "listed"}
+ACTIONS = set(image_result.ACTIONS)
 MODULES = sorted(p.stem for p in (REPO_ROOT / "plugins" / "modules").glob("*.py"))
 SAMPLE_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "float": (int, float)}
 

@@ -55,7 +55,9 @@ def test_image_load_refuses_the_other_platform_and_loads_the_rest(clean_target, 
         assert part in msg, msg
     assert "Traceback" not in msg
     actions = {item["references"][0]: item["action"] for item in result["images"]}
-    assert actions == {refs["arm64"]: "failed", refs["amd64"]: "loaded"}
+    assert actions == {refs["amd64"]: "loaded"}
+    assert [item["reference"] for item in result["failed_images"]] == [refs["arm64"]]
+    assert "linux/arm64" in result["failed_images"][0]["error"]
     assert clean_target.image_id(refs["arm64"]) is None
     assert clean_target.image_id(platform_bundle["ids"]["arm64"]) is None
     assert clean_target.image_id(refs["amd64"]) is not None
@@ -90,5 +92,6 @@ def test_image_pull_refuses_or_skips_before_asking_the_registry(local_engine, pl
     assert refused["failed"] and "linux/arm64" in refused["msg"] and "linux/amd64" in refused["msg"], refused["msg"]
     skipped = module_runner("image_pull", {"images": arm, "registry": registry, "platform_mismatch": "skip"})
     assert not skipped["failed"] and not skipped["changed"], skipped.get("msg")
-    assert [item["reference"] for item in skipped["skipped"]] == [platform_bundle["refs"]["arm64"]]
+    assert [(item["reference"], item["action"]) for item in skipped["images"]] == [(platform_bundle["refs"]["arm64"], "unchanged")]
+    assert "linux/arm64" in skipped["images"][0]["reason"]
     assert local_engine.image_id(platform_bundle["refs"]["arm64"]) is None
