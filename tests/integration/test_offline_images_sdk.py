@@ -9,8 +9,10 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -186,3 +188,54 @@ def test_one_wheel_per_python_is_fine_two_versions_of_a_package_are_refused(tmp_
     assert failed and not any("more than one wheel" in result.get("msg", "") for _name, result in failed), failed
     assert all("staging directory" in name for name, _result in failed[:1]), failed
     assert not os.path.exists(tmp_path / "venv")
+
+
+@pytest.fixture()
+def staging_base():
+    """A root-owned 0755 directory under /var/lib (the staging directory's parents must be root's alone)."""
+    path = "/var/lib/fi-w-sdk-%s" % uuid.uuid4().hex[:8]
+    os.mkdir(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def with_cached_wheels(directory):
+    """List every wheel of the cache in `directory`'s bundle.json (copied into its wheels/), as bundle.yml does."""
+    from ansible_collections.fleet.images.plugins.module_utils import bundle as bundle_io
+
+    wheels = sorted(glob.glob(os.path.join(WHEEL_CACHE, "*.whl")))
+    assert any("zstandard-" in name for name in wheels), "%s lacks the zstandard wheels: run scripts/setup" % WHEEL_CACHE
+    os.makedirs(os.path.join(directory, "wheels"), exist_ok=True)
+    manifest = bundle_io.load_manifest(directory)
+    manifest["wheels"] = []
+    for path in wheels:
+        shutil.copy(path, os.path.join(directory, "wheels"))
+        with open(path, "rb") as handle:
+            manifest["wheels"].append({"file": "wheels/" + os.path.basename(path), "size": os.path.getsize(path),
+                                       "sha256": hashlib.sha256(handle.read()).hexdigest()})
+    bundle_io.write_manifest(directory, manifest)
+    return directory
+
+
+@pytest.mark.skipif(not host_python_lacks_docker(), reason="needs a Python without the Docker SDK at %s" % HOST_PYTHON)
+def test_a_host_is_sent_only_the_wheels_it_installs(tmp_path, bundle, staging_base):
+    staging, venv = staging_base + "/staging", staging_base + "/venv"
+    host_tag = "cp%d%d" % tuple(json.loads(subprocess.run([HOST_PYTHON, "-c", "import sys, json; print(json.dumps(sys.version_info[:2]))"],
+                                                          capture_output=True, text=True, check=True).stdout))
+
+    # No zstd anywhere in the bundle: the SDK and its dependencies, none of zstandard's wheels.
+    done, tasks = run_sdk(tmp_path, with_cached_wheels(bundle), HOST_PYTHON, offline_images_venv=venv, offline_images_remote_dir=staging)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    sent = sorted(os.listdir(staging + "/wheels"))
+    assert not [name for name in sent if name.startswith("zstandard-")], sent
+    assert [name for name in sent if name.startswith("docker-")] and [name for name in sent if name.startswith("pip-")], sent
+    assert subprocess.run([venv + "/bin/python", "-c", "import docker, requests"], check=False).returncode == 0
+    assert subprocess.run([venv + "/bin/python", "-c", "import zstandard"], capture_output=True, check=False).returncode != 0
+
+    # A zstd tarball, loaded by this host (copy): zstandard's wheel for this host's CPython only, and installed.
+    done, tasks = run_sdk(tmp_path, with_cached_wheels(zstd_bundle(tmp_path)), HOST_PYTHON, offline_images_venv=venv,
+                          offline_images_remote_dir=staging, offline_images_strategy="copy")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    zstandard_wheels = [name for name in os.listdir(staging + "/wheels") if name.startswith("zstandard-")]
+    assert len(zstandard_wheels) == 1 and "-%s-" % host_tag in zstandard_wheels[0], zstandard_wheels
+    assert subprocess.run([venv + "/bin/python", "-c", "import zstandard"], check=False).returncode == 0
