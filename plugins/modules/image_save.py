@@ -81,15 +81,15 @@ options:
         host that saves. Docker itself does not need to read zstd, since M(fleet.images.image_load) decompresses.
       - With O(format_version=2), V(zstd) layer blobs (C(application/vnd.oci.image.layer.v1.tar+zstd)) are smaller than
         V(gzip) ones (12 % on the data of the collection's size benchmark) and faster to write. They are an opt-in for
-        sites where every engine that pulls from the site registry is Docker 23 or later: Docker 20.10 can neither load
-        nor pull zstd layers. C(playbooks/site.yml) refuses such a bundle with the registry strategy, before any change,
-        when a Docker host runs an older engine; the copy strategy (M(fleet.images.image_load)) loads it on every engine,
-        decompressing the layers itself for engines older than 23.
+        sites where every engine that pulls from the site registry is Docker 23 or later, since Docker 20.10 can
+        neither load nor pull zstd layers. C(playbooks/site.yml) refuses such a bundle with the registry strategy,
+        before any change, when a Docker host runs an older engine; the copy strategy (M(fleet.images.image_load))
+        loads it on every engine, decompressing the layers itself for engines older than 23.
       - A layer the bundle or its O(base) already holds (same diff_id) is not stored again and keeps its compression,
-        whatever this option says: a differential V(zstd) bundle against a V(gzip) base holds gzip base layers and
+        whatever this option says; so a differential V(zstd) bundle against a V(gzip) base holds gzip base layers and
         zstd new ones (each layer's media type names its compression, and every reader handles each layer by its own).
         To change the compression of stored layers, save into a new directory.
-      - Layer blobs are deterministic: the same layer with the same compression and level (and the same zlib or
+      - Layer blobs are deterministic. The same layer with the same compression and level (and the same zlib or
         zstandard library) gives the same bytes, so the same digest, on every save.
       - With O(format_version=1), changing it rewrites the tarballs (the files get a new suffix); changing only
         O(compression_level) does not. zstd tarballs are compressed in worker threads (one fewer than the CPUs, at most 4)
