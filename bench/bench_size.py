@@ -193,6 +193,7 @@ def v2_zstd(references, bundle):
 
 LABELS = {"v1": "v1 (image_save)", "v2": "v2, gzip layers (image_save)", "v2 zstd": "v2, zstd layers (opt-in, Docker >= 23)"}
 
+
 def mb(size):
     return "%.1f MB" % (size / 1e6)
 
