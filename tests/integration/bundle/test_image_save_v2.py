@@ -152,7 +152,7 @@ GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def test_zstd_layers_are_tar_zstd_and_the_same_bytes_on_every_save(full_v2, test_images, run, tmp_path):
-    """The opt-in for sites whose engines are all Docker >= 23: same images, same configs and diff_ids, smaller layer blobs."""
+    """The opt-in for sites whose engines are all Docker >= 23: same images, same configs and diff_ids, other layer blobs."""
     dest, _result = full_v2
     first, second = str(tmp_path / "zstd-1"), str(tmp_path / "zstd-2")
     saved = v2_save(run, test_images.round_trip, first, compression="zstd")
@@ -166,7 +166,6 @@ def test_zstd_layers_are_tar_zstd_and_the_same_bytes_on_every_save(full_v2, test
     assert [[layer["diff_id"] for layer in entry["layers"]] for entry in ours["images"]] == \
         [[layer["diff_id"] for layer in entry["layers"]] for entry in gzipped["images"]]
     assert [entry["config"] for entry in ours["images"]] == [entry["config"] for entry in gzipped["images"]]
-    assert sum(bundle.carried_blobs(ours).values()) < sum(bundle.carried_blobs(gzipped).values())
     layer = ours["images"][0]["layers"][-1]
     with open(bundle.blob_path(first, layer["digest"]), "rb") as handle:
         plain = zstandard.ZstdDecompressor().stream_reader(handle).read()
