@@ -32,8 +32,8 @@ from ansible_collections.fleet.images.plugins.module_utils.compression import (
 )
 from ansible_collections.fleet.images.plugins.module_utils.hashing import HashingWriter
 
-# The compression of layer blobs, by measurement (docs/bundle-format.md): Docker 20.10 loads and pulls gzip
-# layers but not zstd ones.
+# The media type of a layer blob by its compression: gzip by default (Docker 20.10 loads and pulls gzip layers but
+# not zstd ones, docs/bundle-format.md), zstd when asked for (every engine that pulls must be Docker 23 or later).
 LAYER_TYPES = {compression: media_type for media_type, compression in bundle.LAYER_MEDIA_TYPES.items()}
 BLOB_TEMP = re.compile(r"^\.blob\.[^/]+\.tmp$")
 BLOB_FILE = re.compile(r"^[0-9a-f]{64}$")
@@ -139,6 +139,13 @@ def store_layer(bundle_dir, handle, head, compression, level, known=None):
 
     When its diff_id turns out to be in `known` after all, the blob this made is removed again and the
     known descriptor is returned.
+
+    The same layer gives the same blob bytes (so the same digest) on every save with the same compression
+    and level and the same compressor library: gzip is zlib's deflate with mtime 0 and no file name in
+    its header; zstd is one frame from zstandard's compressor without worker threads (threads=0), with
+    neither content size nor checksum in its header, fed the same plain bytes in any pieces. Another
+    zlib or libzstd version (zstandard bundles its own) may compress differently; the diff_id decides
+    whether a layer is held, so that only costs dedupe between bundles, never correctness.
     """
     digest, size = hashlib.sha256(), 0
     with new_blob(bundle_dir) as blob:

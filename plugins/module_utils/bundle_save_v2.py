@@ -27,6 +27,7 @@ from ansible_collections.fleet.images.plugins.module_utils.bundle_save import (
     check_saved_image, claim_entry, commit_manifest, group_references, manifest_diff, prune_entries, release_requested,
     resolve_image, stream_archive, tags_of,
 )
+from ansible_collections.fleet.images.plugins.module_utils.compression import check_level, require_zstd
 from ansible_collections.fleet.images.plugins.module_utils.engine_io import DISK_FULL, TransferError
 from ansible_collections.fleet.images.plugins.module_utils.image_archive import ArchiveError, IterReader, describe_archive, read_archive
 from ansible_collections.fleet.images.plugins.module_utils.image_result import any_changed, image_result
@@ -176,7 +177,10 @@ class SaveV2:
         return blobs.store_bytes(self.dest, data), written + (len(data) if fresh else 0)
 
     def reason(self, entry, attrs):
-        """Why an image must be saved, or None: same ID, every blob present with its size (or in the base), same layer compression."""
+        """Why an image must be saved, or None: same ID, every blob present with its size (or in the base).
+
+        The compression asked for is not compared: a stored layer keeps its own (its media type says which).
+        """
         if self.force:
             return "force is set"
         if entry is None:
@@ -289,6 +293,9 @@ def save_images_v2(client, dest, references, options, check_mode=False, engine_n
     """
     for reference in references:
         image_ref.check(reference)
+    check_level(options["compression"], options["level"])
+    if options["compression"] == "zstd":
+        require_zstd()
     manifest_file = bundle.manifest_path(dest)
     with contextlib.ExitStack() as stack:
         if not check_mode:

@@ -24,7 +24,7 @@ from ansible_collections.fleet.images.plugins.module_utils.reference import Inva
 
 
 def save_by_version(module, client, dest):
-    """save_images (format_version 1) or save_images_v2 (2, whose layers are gzip unless compression says none)."""
+    """save_images (format_version 1) or save_images_v2 (2: gzip layers unless compression says none or zstd)."""
     params = module.params
     if params["format_version"] == 1:
         if params["base"]:
@@ -34,9 +34,6 @@ def save_by_version(module, client, dest):
             pull=params["pull"], platform=params["platform"], force=params["force"], prune=params["prune"],
             check_mode=module.check_mode, engine_name=docker_host_from(params),
         ), format_version=1)
-    if params["compression"] == "zstd":
-        raise BundleError("compression zstd is not available with format_version 2: Docker 20.10 can neither load nor pull zstd "
-                          "layers (docs/bundle-format.md); use gzip (the default) or none")
     options = dict(compression=params["compression"] or "gzip", level=params["compression_level"], pull=params["pull"],
                    platform=params["platform"], force=params["force"], prune=params["prune"], base=params["base"])
     return save_images_v2(client, dest, params["images"], options, check_mode=module.check_mode, engine_name=docker_host_from(params))

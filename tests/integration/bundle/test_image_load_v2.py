@@ -83,6 +83,36 @@ def test_an_engine_with_none_of_the_images_gets_each_blob_once_then_nothing(trix
     assert [item["action"] for item in again["images"]] == ["unchanged"] * 3 and again["bytes"] == 0 and again["load_files"] == []
 
 
+@pytest.fixture(scope="module")
+def zstd_bundle(test_images, tmp_path_factory, module_runner):
+    """One small image (three layers) with zstd layer blobs: the opt-in for sites whose engines are all Docker >= 23."""
+    dest = str(tmp_path_factory.mktemp("fi-z-bundle-v2-zstd") / "bundle")
+    result = module_runner("image_save", {"images": [test_images.refs["multi"]], "bundle": dest, "format_version": 2,
+                                          "compression": "zstd", "pull": "never"})
+    assert not result["failed"], result["msg"]
+    return dest
+
+
+@pytest.mark.parametrize("engine_fixture", ["bookworm_engine", "trixie_engine"])
+def test_zstd_layers_load_by_copy_into_docker_20_10_and_26_with_the_same_image_id(request, engine_fixture, test_images, zstd_bundle, run):
+    """Docker 26 reads the zstd layers as stored; for Docker 20.10 (which cannot) image_load decompresses them as they stream."""
+    engine = request.getfixturevalue(engine_fixture)
+    reference, image_id = test_images.refs["multi"], test_images.ids["multi"]
+    layers = entry_of(zstd_bundle, reference)["layers"]
+    assert {layer["media_type"] for layer in layers} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    forget(engine, test_images, "multi")
+    params = {"bundle": zstd_bundle, "docker_host": engine.docker_host}
+    first = run("image_load", params)
+    assert not first["failed"], (engine.version, first["msg"])
+    assert [(item["action"], item["image_id"]) for item in first["images"]] == [("loaded", image_id)]
+    assert first["bytes"] == sum(layer["size"] for layer in layers) + entry_of(zstd_bundle, reference)["config"]["size"]
+    assert engine.image_id(reference) == image_id
+    assert engine.client.api.inspect_image(reference)["RootFS"]["Layers"] == [layer["diff_id"] for layer in layers]
+    again = run("image_load", params)
+    assert not again["failed"] and again["changed"] is False, again["msg"]
+    assert [item["action"] for item in again["images"]] == ["unchanged"] and again["bytes"] == 0
+
+
 def test_layers_the_engine_has_are_left_out_and_their_blobs_not_needed(local_engine, test_images, v2_bundle, run, tmp_path):
     forget(local_engine, test_images, "shared-a")  # shared-base (its lower layers) stays
     entry = entry_of(v2_bundle, test_images.refs["shared-a"])
