@@ -53,7 +53,7 @@ options:
         not a plain relative path inside O(path) (absolute, or with a V(.), V(..) or empty part) is refused before
         anything is removed; a directory is refused.
       - O(path) is checked as above but never made (a missing one holds nothing to remove). No symbolic link on the
-        way is followed: a link in place of a file is removed itself, a link in place of a subdirectory on the way is
+        way is followed; a link in place of a file is removed itself, a link in place of a subdirectory on the way is
         refused (what it points to is left alone). A file already gone is not an error.
       - Mutually exclusive with O(directories) and O(clean).
     type: list
