@@ -12,6 +12,7 @@ there is ever chmodded, chowned or followed. Standard library only.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -158,3 +159,78 @@ def prepare(path, directories=(), clean=(), remove_stale_after=60, check_mode=Fa
     except OSError as exc:
         raise StagingError("staging directory %s: %s: %s" % (path, getattr(exc, "filename", None) or path, exc.strerror or exc)) from exc
     return created, removed
+
+
+def _check_files(names):
+    bad = [name for name in names
+           if not isinstance(name, str) or not name or name.startswith("/")
+           or any(part in ("", ".", "..") for part in name.split("/"))]
+    if bad:
+        raise StagingError("staging_dir: remove takes relative paths of files inside the staging directory such as "
+                           "blobs/sha256/<hex> or images/<name>.tar (no '/' at the start, no '.', '..' or empty part); "
+                           "got %s" % ", ".join(repr(name) for name in bad))
+
+
+def _open_dir(top_fd, parts):
+    """Open the directory `parts` below `top_fd` without following a link; None when a part is missing."""
+    fd = os.dup(top_fd)
+    for index, part in enumerate(parts):
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            child = None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            raise StagingError("staging_dir: %s is a symbolic link or a file, not a directory; refusing to remove anything "
+                               "below it (nothing was followed): check what it is and remove it by hand"
+                               % "/".join(parts[:index + 1])) from None
+        finally:
+            os.close(fd)
+        if child is None:
+            return None
+        fd = child
+    return fd
+
+
+def _remove_one(top_fd, name, check_mode):
+    """Unlink `name` (relative) below `top_fd`; a link is removed itself, never followed. True when it was there."""
+    parts = name.split("/")
+    fd = _open_dir(top_fd, parts[:-1])
+    if fd is None:
+        return False
+    try:
+        info = os.lstat(parts[-1], dir_fd=fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StagingError("staging_dir: %s is a directory, not a staged file; nothing of it was removed" % name)
+        if not check_mode:
+            os.unlink(parts[-1], dir_fd=fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_files(path, names, check_mode=False):
+    """Remove the files `names` (relative to the staging directory `path`); returns the paths removed.
+
+    `path` is checked like any use of it (a missing one holds nothing to remove); no symbolic link
+    on the way is followed (a link in place of a file is removed itself), a directory is refused.
+    """
+    names = list(names)
+    _check_files(names)
+    if not names or not os.path.lexists(path):
+        return []
+    private_dir(path, create=False)
+    removed = []
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name in names:
+            if _remove_one(top, name, check_mode):
+                removed.append(os.path.join(path, name))
+    except OSError as exc:
+        raise StagingError("staging directory %s: cannot remove %s: %s" % (path, name, exc.strerror or exc)) from exc
+    finally:
+        os.close(top)
+    return removed

@@ -20,6 +20,7 @@ description:
   - Removes, in each of O(clean), the entries in which nothing was written for O(remove_stale_after) minutes,
     what a killed or failed copy left behind (Ansible's remote temporary directories, partial files). An entry
     a concurrent run is still writing stays.
+  - With O(remove), the module instead removes those files from O(path) (what was staged there), in one run.
 extends_documentation_fragment:
   - fleet.images.docker.attributes
 options:
@@ -46,6 +47,18 @@ options:
       - Minutes without any write after which an entry of O(clean) is left over from an earlier run.
     type: int
     default: 60
+  remove:
+    description:
+      - Files to remove from O(path), as relative paths (V(blobs/sha256/<hex>), V(images/<name>.tar)). A name that is
+        not a plain relative path inside O(path) (absolute, or with a V(.), V(..) or empty part) is refused before
+        anything is removed; a directory is refused.
+      - O(path) is checked as above but never made (a missing one holds nothing to remove). No symbolic link on the
+        way is followed; a link in place of a file is removed itself, a link in place of a subdirectory on the way is
+        refused (what it points to is left alone). A file already gone is not an error.
+      - Mutually exclusive with O(directories) and O(clean).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -66,6 +79,11 @@ EXAMPLES = r"""
     path: /var/lib/fleet-images/staging
     directories: [images, tmp]
     clean: [images, tmp]
+
+- name: Remove staged files (one run for all of them)
+  fleet.images.staging_dir:
+    path: /var/lib/fleet-images/staging
+    remove: [images/app.tar, blobs/sha256/0123abcd]
 """
 
 RETURN = r"""
@@ -81,7 +99,9 @@ created:
   elements: str
   sample: [/var/lib/fleet-images/staging]
 removed:
-  description: The stale entries removed by this run (in check mode, that it would remove).
+  description:
+    - The stale entries removed by this run (in check mode, that it would remove); with O(remove), the files
+      removed (those that were there).
   returned: success
   type: list
   elements: str
@@ -90,7 +110,7 @@ removed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.images.plugins.module_utils.staging import StagingError, prepare
+from ansible_collections.fleet.images.plugins.module_utils.staging import StagingError, prepare, remove_files
 
 
 def main():
@@ -100,12 +120,17 @@ def main():
             directories=dict(type="list", elements="str", default=[]),
             clean=dict(type="list", elements="str", default=[]),
             remove_stale_after=dict(type="int", default=60),
+            remove=dict(type="list", elements="str", default=[]),
         ),
+        mutually_exclusive=[("remove", "directories"), ("remove", "clean")],
         supports_check_mode=True,
     )
     params = module.params
     try:
-        created, removed = prepare(params["path"], params["directories"], params["clean"], params["remove_stale_after"], module.check_mode)
+        if params["remove"]:
+            created, removed = [], remove_files(params["path"], params["remove"], module.check_mode)
+        else:
+            created, removed = prepare(params["path"], params["directories"], params["clean"], params["remove_stale_after"], module.check_mode)
     except StagingError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(created or removed), path=params["path"], created=created, removed=removed)

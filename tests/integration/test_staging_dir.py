@@ -188,3 +188,67 @@ def test_nested_subdirectories_are_made_root_only_and_a_user_s_one_on_the_way_is
 def test_subdirectory_names_that_leave_or_blur_the_directory_are_refused(base, module_runner, name):
     result = module_runner("staging_dir", dict(path=os.path.join(base, "staging"), directories=[name]))
     assert result["failed"] and "relative paths of subdirectories" in result["msg"] and not os.path.exists(base + "/staging"), result
+
+
+def staged(base):
+    """A root-only staging directory holding two staged files, as `stage` leaves it."""
+    path = os.path.join(base, "staging")
+    for directory in ("", "/blobs", "/blobs/sha256", "/images"):
+        os.mkdir(path + directory, 0o700)
+        os.chmod(path + directory, 0o700)
+    for name in ("images/one.tar", "blobs/sha256/ab12"):
+        with open(os.path.join(path, name), "w") as handle:
+            handle.write("staged")
+    return path
+
+
+def test_remove_takes_all_the_files_in_one_run_and_a_second_run_changes_nothing(base, module_runner):
+    path = staged(base)
+    names = ["images/one.tar", "blobs/sha256/ab12", "images/never-staged.tar"]
+    preview = module_runner("staging_dir", dict(path=path, remove=names), check_mode=True)
+    assert preview["changed"] and os.listdir(path + "/images") == ["one.tar"], preview
+    result = module_runner("staging_dir", dict(path=path, remove=names))
+    assert not result["failed"] and result["changed"], result
+    assert result["removed"] == [path + "/images/one.tar", path + "/blobs/sha256/ab12"]
+    assert os.listdir(path + "/images") == [] and os.listdir(path + "/blobs/sha256") == []
+    again = module_runner("staging_dir", dict(path=path, remove=names))
+    assert not again["failed"] and not again["changed"] and again["removed"] == []
+    gone = module_runner("staging_dir", dict(path=base + "/never-made", remove=names))
+    assert not gone["failed"] and not gone["changed"] and not os.path.lexists(base + "/never-made")
+
+
+def test_remove_never_follows_a_link_planted_in_the_staging_directory(base, module_runner):
+    path = staged(base)
+    victims = os.path.join(base, "victims")
+    os.makedirs(victims + "/sha256", 0o700)
+    for name in ("one.tar", "sha256/ab12"):
+        with open(os.path.join(victims, name), "w") as handle:
+            handle.write("not staged")
+    # a link in place of a staged file, and one in place of a subdirectory on the way
+    os.unlink(path + "/images/one.tar")
+    os.symlink(victims + "/one.tar", path + "/images/one.tar")
+    shutil.rmtree(path + "/blobs")
+    os.symlink(victims, path + "/blobs")
+    result = module_runner("staging_dir", dict(path=path, remove=["images/one.tar", "blobs/sha256/ab12"]))
+    assert result["failed"] and "blobs is a symbolic link or a file, not a directory; refusing" in result["msg"], result
+    assert not os.path.lexists(path + "/images/one.tar")
+    assert sorted(os.listdir(victims)) == ["one.tar", "sha256"] and os.listdir(victims + "/sha256") == ["ab12"]
+
+
+@pytest.mark.parametrize("name", ["../victim", "/etc/passwd", "images/../../victim", "images//one.tar", "./images/one.tar", ""])
+def test_remove_refuses_a_name_that_is_not_a_plain_relative_path_before_removing_anything(base, module_runner, name):
+    path = staged(base)
+    with open(os.path.join(base, "victim"), "w") as handle:
+        handle.write("not staged")
+    result = module_runner("staging_dir", dict(path=path, remove=["images/one.tar", name]))
+    assert result["failed"] and "remove takes relative paths" in result["msg"] and repr(name) in result["msg"], result
+    assert os.listdir(path + "/images") == ["one.tar"] and os.path.exists(os.path.join(base, "victim"))
+
+
+def test_remove_refuses_a_directory_and_an_untrusted_staging_directory(base, module_runner):
+    path = staged(base)
+    result = module_runner("staging_dir", dict(path=path, remove=["images"]))
+    assert result["failed"] and "images is a directory" in result["msg"] and os.path.isdir(path + "/images"), result
+    os.chmod(path, 0o777)
+    result = module_runner("staging_dir", dict(path=path, remove=["images/one.tar"]))
+    assert result["failed"] and "refusing to use it" in result["msg"] and os.path.exists(path + "/images/one.tar"), result
