@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import docker
@@ -221,7 +222,8 @@ def test_backup_then_restore_onto_a_fresh_host_gives_the_same_image_ids(lab, tmp
         client.images.load(tiny_image(wanted[:2], "data %s %s\n" % (host.name, marker))[0])
         client.images.load(tiny_image(wanted[2:] + ["fi-f-bk/left-out:1"], "other %s\n" % marker)[0])
     dest = tmp_path / "backups"
-    extra = {"backup_hosts": "%s:%s" % (names[1], names[2]), "backup_dest": str(dest),
+    # The dated directory is the UTC day: pinned for the whole test, so a run across midnight stays one day.
+    extra = {"backup_hosts": "%s:%s" % (names[1], names[2]), "backup_dest": str(dest), "backup_date": time.strftime("%Y-%m-%d", time.gmtime()),
              "backup_images": ["fi-f-bk/data", "fi-f-bk/other:1"], "backup_exclude": ["fi-f-bk/left-out"]}
 
     refused = run_playbook("backup.yml", inv, dict(extra, backup_keep_free=10 ** 15), fails=True)
