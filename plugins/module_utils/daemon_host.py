@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import shutil
 import stat
+import tempfile
 
 from ansible_collections.fleet.images.plugins.module_utils import atomic_file
 from ansible_collections.fleet.images.plugins.module_utils import systemd_unit
@@ -173,16 +175,18 @@ def ask_engine(params):
 
 
 def dockerd_validate(module, binary, text, real_path):
-    """(passed, what dockerd said) for `dockerd --validate` on `text`, written to the module's scratch
-    directory (nothing is created next to the real file)."""
+    """(passed, what dockerd said) for `dockerd --validate` on `text`, written into a private scratch
+    directory of the system's temp dir (mode 0700, removed afterwards; nothing is created next to the
+    real file). Not Ansible's remote_tmp: on a fresh host, making that one prints a warning."""
+    scratch = tempfile.mkdtemp(prefix="fleet-images-daemon-")
     try:
-        candidate = atomic_file.write_temp(module.tmpdir, os.path.basename(real_path), text.encode("utf-8"))
-    except OSError as exc:
-        raise WriteFailed(real_path, exc, "a candidate of %s for dockerd --validate" % real_path) from None
-    try:
+        try:
+            candidate = atomic_file.write_temp(scratch, os.path.basename(real_path), text.encode("utf-8"))
+        except OSError as exc:
+            raise WriteFailed(real_path, exc, "a candidate of %s for dockerd --validate" % real_path) from None
         rc, out, err = module.run_command([binary, "--validate", "--config-file", candidate], environ_update={"LC_ALL": "C"})
     finally:
-        os.unlink(candidate)
+        shutil.rmtree(scratch, ignore_errors=True)
     said = " ".join(part.strip() for part in (out, err) if part and part.strip()).replace(candidate, real_path)
     return rc == 0, mask_url(said)
 

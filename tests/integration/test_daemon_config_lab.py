@@ -55,6 +55,8 @@ def run_in_host(host, params, tmp_path, check_mode=False):
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
         ANSIBLE_NOCOLOR="1",
+        # As the site runs it: no remote temp directory made by the controller before the module runs.
+        ANSIBLE_PIPELINING="True",
     )
     done = subprocess.run(
         ["ansible-playbook", "-i", "%s," % host.name, "-c", "community.docker.docker", str(playbook)],
@@ -134,7 +136,10 @@ def test_docker_26_dockerd_validate_refuses_and_nothing_is_written(clean_config,
     host = clean_config["trixie"]
     host_run(host, "sh", "-c", "echo '{\"log-level\": \"info\"}' > /etc/docker/daemon.json")
     before = file_state(host, "/etc/docker/daemon.json")
+    # A fresh host has no ~/.ansible/tmp: the candidate goes elsewhere, so Ansible warns of nothing.
+    host_run(host, "rm", "-rf", "/root/.ansible/tmp")
     result = run_in_host(host, {"settings": settings}, tmp_path)
+    assert not [warning for warning in result.get("warnings", []) if "remote_tmp" in warning], result.get("warnings")
     assert result["failed"]
     hostname = host_run(host, "hostname").stdout.strip()
     assert result["msg"].startswith("dockerd --validate on %s refused the new /etc/docker/daemon.json, which was not written:" % hostname)
